@@ -1,0 +1,1 @@
+"""TinySAM post-training quantization: calibration, scale search, Q-TinySAM import."""

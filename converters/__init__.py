@@ -1,0 +1,1 @@
+"""Converters from a TinySAM checkpoint to mobile artifacts (LiteRT, CoreML, ONNX)."""

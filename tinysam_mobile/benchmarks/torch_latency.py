@@ -1,0 +1,60 @@
+"""Latency and peak memory of the PyTorch reference model."""
+
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+
+def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_torch(checkpoint: Optional[Path], runs: int = 5, threads: int = 2, batch: int = 64) -> dict:
+    from ..checkpoint import load_tinysam
+
+    torch.set_num_threads(threads)
+    model = load_tinysam(checkpoint)
+    size = model.config.img_size
+    rss_before = peak_rss_mb()
+    image = torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        embedding = model.encode(image)
+        encoder_s = median_seconds(lambda: model.encode(image), runs)
+        rss_encoder = peak_rss_mb()
+        low = model.config.low_res_size
+
+        def decode(n: int):
+            coords = torch.rand(n, 2, 2) * size
+            labels = torch.tensor([[1.0, -1.0]]).expand(n, 2)
+            return model.decode(embedding, coords, labels, torch.zeros(n, 1, low, low), torch.zeros(n))
+
+        decoder_1 = median_seconds(lambda: decode(1), runs * 4)
+        decoder_b = median_seconds(lambda: decode(batch), runs)
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}",
+        "encoder_ms_median": round(encoder_s * 1000, 1),
+        "decoder_ms_one_prompt": round(decoder_1 * 1000, 2),
+        f"decoder_ms_batch_{batch}": round(decoder_b * 1000, 1),
+        "decoder_ms_per_prompt_batched": round(decoder_b * 1000 / batch, 2),
+        "peak_rss_mb_before_model_run": round(rss_before, 1),
+        "peak_rss_mb_after_encoder": round(rss_encoder, 1),
+        "peak_rss_mb_total": round(peak_rss_mb(), 1),
+        "encoder_input": f"1x3x{size}x{size}",
+        "runs": runs,
+    }

@@ -1,0 +1,63 @@
+"""`tinysam-mobile convert`: checkpoint -> mobile artifacts + manifest, written whole or not at all."""
+
+import importlib
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import TinySamError
+from . import app
+from .options import CheckpointOption
+
+TARGETS = ("tflite", "coreml", "onnx")
+
+
+@app.command()
+def convert(
+    target: str = typer.Option(..., "--target", "-t", help="tflite (LiteRT, Android), coreml (ML Program, iOS) "
+                               "or onnx (ONNX Runtime Mobile).", show_default=False),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer). "
+        "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; replaced whole when the conversion "
+                             "succeeds, untouched when it fails.", show_default=False),
+    checkpoint: Optional[Path] = CheckpointOption,
+    num_points: int = typer.Option(8, help="Fixed point count of the interactive decoder (clicks + 2 box "
+                                   "corners + padding)."),
+    everything_batch: int = typer.Option(64, help="Prompts per call of the batched everything-mode decoder."),
+    scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate' for "
+                                          "int8 / w8a8.", show_default=False),
+    calibration_images: Optional[Path] = typer.Option(
+        None, help="Folder of images for activation ranges (w8a8 without --scales). Default: built-in photos "
+        "and generated scenes.", show_default=False),
+    compute_precision: str = typer.Option("fp16", help="CoreML compute precision: fp16 or fp32."),
+) -> None:
+    """Convert a TinySAM checkpoint into encoder and decoder artifacts for one mobile runtime.
+
+    The output folder holds the artifacts and manifest.json (hashes, tensor specs, preprocessing
+    constants, prompt conventions) that the apps and 'tinysam-mobile validate' check.
+    """
+    from ..checkpoint import checkpoint_id, load_tinysam
+    from ..converters.config import ConvertConfig
+    from ..utils.files import atomic_directory
+
+    if target not in TARGETS:
+        raise TinySamError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if num_points < 3 or everything_batch < 1:
+        raise TinySamError("--num-points must be at least 3 and --everything-batch at least 1")
+    backend = importlib.import_module(f"tinysam_mobile.converters.{target}")
+    if precision not in backend.PRECISIONS:
+        raise TinySamError(f"unknown precision {precision!r} for {target}; choose one of {', '.join(backend.PRECISIONS)}")
+    for path, what in ((scales, "--scales"), (calibration_images, "--calibration-images")):
+        if path is not None and not path.exists():
+            raise TinySamError(f"{what} {path} does not exist")
+    config = ConvertConfig(target=target, precision=precision, num_points=num_points,
+                           everything_batch=everything_batch, scales=scales,
+                           calibration_images=calibration_images, compute_precision=compute_precision)
+    model = load_tinysam(checkpoint)
+    with atomic_directory(out) as work_dir:
+        manifest = backend.convert(model, config, work_dir, checkpoint_sha256=checkpoint_id(checkpoint))
+    for record in manifest["artifacts"]:
+        typer.echo(f"{record['role']:>20}: {out / record['file']} ({record['size_bytes'] / 1e6:.1f} MB)")
+    typer.echo(f"{'manifest':>20}: {out / 'manifest.json'}")

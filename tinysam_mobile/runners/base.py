@@ -1,0 +1,31 @@
+"""The runner interface every backend (PyTorch, LiteRT, CoreML, ONNX Runtime) implements."""
+
+from typing import Optional, Protocol
+
+import numpy as np
+
+
+class Runner(Protocol):
+    """Encoder and decoder of one TinySAM model on one backend. All tensors are numpy float32.
+
+    - img_size: side of the square encoder input (1024 for every shipped artifact).
+    - num_points: the decoder's fixed point count (prompts are padded with label -1 up to it),
+      or None when any count is accepted.
+    - batch_size: how many prompts one decoder call evaluates at best; decode() accepts any
+      batch and splits or pads internally, so this is only a hint for everything mode.
+    """
+
+    name: str
+    img_size: int
+    num_points: Optional[int]
+    batch_size: int
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """(1, 3, S, S) normalised, zero-padded image -> (1, 256, S/16, S/16) embedding."""
+        ...
+
+    def decode(self, embedding: np.ndarray, point_coords: np.ndarray, point_labels: np.ndarray,
+               mask_input: np.ndarray, has_mask_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """embedding (1, 256, h, w); point_coords (B, N, 2) in the input frame; point_labels (B, N);
+        mask_input (B, 1, 4h, 4w); has_mask_input (B,) -> (low-res logits (B, 3, 4h, 4w), IoU (B, 3))."""
+        ...

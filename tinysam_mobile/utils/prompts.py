@@ -1,0 +1,78 @@
+"""Turning user prompts into the decoder's fixed contract: (x, y) points with labels in the input frame.
+
+Label convention (SAM's ONNX decoder): -1 padding, 0 negative point, 1 positive point,
+2 box top-left, 3 box bottom-right.
+"""
+
+from typing import Optional
+
+import numpy as np
+
+from ..errors import PromptError
+from .transforms import apply_coords
+
+PAD_LABEL = -1.0
+BOX_LABELS = (2.0, 3.0)
+
+
+def check_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray],
+                  box: Optional[np.ndarray], original_size: tuple[int, int]) -> None:
+    """Raise PromptError for prompts that are malformed or fall outside the image."""
+    h, w = original_size
+    if point_coords is None and box is None:
+        raise PromptError("give at least one point or a box")
+    if point_coords is not None:
+        if point_labels is None:
+            raise PromptError("point_labels are required with point_coords")
+        coords, labels = np.asarray(point_coords, np.float64), np.asarray(point_labels)
+        if coords.ndim != 2 or coords.shape[1] != 2 or labels.shape != (coords.shape[0],):
+            raise PromptError(f"expected point_coords (N, 2) and point_labels (N,), got {coords.shape}, {labels.shape}")
+        if not set(np.unique(labels).tolist()) <= {0, 1}:
+            raise PromptError("point labels must be 1 (foreground) or 0 (background)")
+        for x, y in coords:
+            if not (0 <= x <= w and 0 <= y <= h):
+                raise PromptError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
+    if box is not None:
+        b = np.asarray(box, np.float64).reshape(-1)
+        if b.shape != (4,):
+            raise PromptError(f"a box is 4 numbers X0,Y0,X1,Y1, got {b.size}")
+        x0, y0, x1, y1 = b
+        if not (x0 < x1 and y0 < y1):
+            raise PromptError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) must have x0 < x1 and y0 < y1")
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise PromptError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the {w}x{h} image")
+
+
+def encode_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray],
+                   box: Optional[np.ndarray], original_size: tuple[int, int], target: int,
+                   num_points: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """User prompts in original-image pixels -> (coords (1, N, 2), labels (1, N)) float32.
+
+    Points come first, then the two box corners. Without a box one padding point is appended, as
+    SAM's predictor does. With num_points (a fixed-shape decoder), the rest is padded with label -1.
+    """
+    check_prompts(point_coords, point_labels, box, original_size)
+    coords, labels = [], []
+    if point_coords is not None:
+        coords.append(apply_coords(np.asarray(point_coords, np.float32), original_size, target))
+        labels.append(np.asarray(point_labels, np.float32))
+    if box is not None:
+        coords.append(apply_coords(np.asarray(box, np.float32).reshape(2, 2), original_size, target))
+        labels.append(np.array(BOX_LABELS, np.float32))
+    else:
+        coords.append(np.zeros((1, 2), np.float32))
+        labels.append(np.array([PAD_LABEL], np.float32))
+    coords_arr, labels_arr = np.concatenate(coords), np.concatenate(labels)
+    if num_points is not None:
+        coords_arr, labels_arr = pad_points(coords_arr, labels_arr, num_points)
+    return coords_arr[None], labels_arr[None]
+
+
+def pad_points(coords: np.ndarray, labels: np.ndarray, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (N, 2) / (N,) to num_points with (0, 0) and label -1; refuse more than num_points."""
+    n = coords.shape[0]
+    if n > num_points:
+        raise PromptError(f"{n} prompt points (box corners and padding included) exceed the decoder's {num_points}")
+    pad = num_points - n
+    return (np.concatenate([coords, np.zeros((pad, 2), np.float32)]),
+            np.concatenate([labels, np.full(pad, PAD_LABEL, np.float32)]))
