@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import ImageError
+
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 MASK_THRESHOLD = 0.0
@@ -35,6 +37,9 @@ def normalize_and_pad(resized: np.ndarray, target: int) -> np.ndarray:
 
 def preprocess(image: np.ndarray, target: int) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 image -> (encoder input, (new_h, new_w) size of the image inside the padded square)."""
+    if min(resized_shape(image.shape[0], image.shape[1], target)) == 0:
+        raise ImageError(f"a {image.shape[1]}x{image.shape[0]} image is too elongated: its short side would "
+                         f"shrink to 0 pixels at {target}")
     resized = resize_longest_side(image, target)
     return normalize_and_pad(resized, target), resized.shape[:2]
 

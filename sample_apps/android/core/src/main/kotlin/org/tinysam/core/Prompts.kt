@@ -1,0 +1,77 @@
+package org.tinysam.core
+
+/**
+ * Mirror of tinysam_mobile/utils/prompts.py: user prompts -> the decoder's fixed contract.
+ * Labels (SAM's ONNX decoder): -1 padding, 0 negative point, 1 positive point, 2 / 3 box corners.
+ */
+
+const val PAD_LABEL = -1.0f
+const val NEGATIVE_LABEL = 0.0f
+const val POSITIVE_LABEL = 1.0f
+val BOX_LABELS = floatArrayOf(2.0f, 3.0f)
+
+/** A prompt the pipeline refuses; the message is meant for the user. */
+class PromptException(message: String) : IllegalArgumentException(message)
+
+/** What the user gave, in original-image pixels: points as (x, y) pairs with labels 1 / 0, a box XYXY. */
+class Prompts(val points: FloatArray = FloatArray(0), val labels: FloatArray = FloatArray(0), val box: FloatArray? = null) {
+    val pointCount: Int get() = points.size / 2
+}
+
+/** Decoder inputs: (N, 2) coordinates in the resized frame, flattened, and (N) labels. */
+class DecoderPrompts(val coords: FloatArray, val labels: FloatArray)
+
+private fun fmt(v: Double): String = if (v == Math.rint(v) && Math.abs(v) < 1e15) v.toLong().toString() else v.toString()
+
+/** Throw PromptException for prompts that are malformed or fall outside the image (same rules as Python). */
+fun checkPrompts(prompts: Prompts, originalSize: Size) {
+    val h = originalSize.height.toDouble()
+    val w = originalSize.width.toDouble()
+    if (prompts.pointCount == 0 && prompts.box == null) throw PromptException("give at least one point or a box")
+    if (prompts.points.size % 2 != 0 || prompts.labels.size != prompts.pointCount) {
+        throw PromptException("expected point_coords (N, 2) and point_labels (N,)")
+    }
+    for (label in prompts.labels) {
+        if (label != NEGATIVE_LABEL && label != POSITIVE_LABEL) {
+            throw PromptException("point labels must be 1 (foreground) or 0 (background)")
+        }
+    }
+    for (i in 0 until prompts.pointCount) {
+        val x = prompts.points[2 * i].toDouble()
+        val y = prompts.points[2 * i + 1].toDouble()
+        if (!(x >= 0 && x <= w && y >= 0 && y <= h)) {
+            throw PromptException("point (${fmt(x)}, ${fmt(y)}) is outside the ${originalSize.width}x${originalSize.height} image")
+        }
+    }
+    val box = prompts.box ?: return
+    if (box.size != 4) throw PromptException("a box is 4 numbers X0,Y0,X1,Y1, got ${box.size}")
+    val (x0, y0) = box[0].toDouble() to box[1].toDouble()
+    val (x1, y1) = box[2].toDouble() to box[3].toDouble()
+    val text = "(${fmt(x0)}, ${fmt(y0)}, ${fmt(x1)}, ${fmt(y1)})"
+    if (!(x0 < x1 && y0 < y1)) throw PromptException("box $text must have x0 < x1 and y0 < y1")
+    if (x0 < 0 || y0 < 0 || x1 > w || y1 > h) {
+        throw PromptException("box $text reaches outside the ${originalSize.width}x${originalSize.height} image")
+    }
+}
+
+/**
+ * Points first, then the two box corners; without a box one (0, 0) point with label -1 is appended,
+ * as SAM's predictor does; with numPoints (a fixed-shape decoder) the rest is padded with label -1.
+ */
+fun encodePrompts(prompts: Prompts, originalSize: Size, target: Int, numPoints: Int?): DecoderPrompts {
+    checkPrompts(prompts, originalSize)
+    val box = prompts.box
+    val coords = applyCoords(prompts.points, originalSize, target) +
+        (if (box != null) applyBoxes(box, originalSize, target) else FloatArray(2))
+    val labels = prompts.labels + (if (box != null) BOX_LABELS else floatArrayOf(PAD_LABEL))
+    return if (numPoints == null) DecoderPrompts(coords, labels) else padPoints(coords, labels, numPoints)
+}
+
+/** Pad to numPoints with (0, 0) and label -1; refuse more than numPoints. */
+fun padPoints(coords: FloatArray, labels: FloatArray, numPoints: Int): DecoderPrompts {
+    val n = labels.size
+    if (n > numPoints) {
+        throw PromptException("$n prompt points (box corners and padding included) exceed the decoder's $numPoints")
+    }
+    return DecoderPrompts(coords.copyOf(2 * numPoints), FloatArray(numPoints) { if (it < n) labels[it] else PAD_LABEL })
+}

@@ -1,0 +1,14 @@
+// swift-tools-version:5.9
+// TinySAMKit: the glue between a photo, TinySAM's CoreML models and the masks, mirroring the Python
+// reference pipeline (tinysam_mobile). `swift test` checks it against golden vectors on a Mac.
+import PackageDescription
+
+let package = Package(
+    name: "TinySAMKit",
+    platforms: [.iOS(.v17), .macOS(.v14)],
+    products: [.library(name: "TinySAMKit", targets: ["TinySAMKit"])],
+    targets: [
+        .target(name: "TinySAMKit"),
+        .testTarget(name: "TinySAMKitTests", dependencies: ["TinySAMKit"]),
+    ]
+)

@@ -1,0 +1,84 @@
+import Foundation
+
+// Mirror of tinysam_mobile/utils/prompts.py (and Prompts.kt). Labels: -1 padding, 0 negative point,
+// 1 positive point, 2 / 3 box corners.
+
+public let padLabel: Float = -1
+public let negativeLabel: Float = 0
+public let positiveLabel: Float = 1
+public let boxLabels: [Float] = [2, 3]
+
+/// A prompt the pipeline refuses; the message is meant for the user.
+public struct PromptError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// What the user gave, in original-image pixels: (x, y) pairs with labels 1 / 0, a box XYXY.
+public struct Prompts {
+    public var points: [Float]
+    public var labels: [Float]
+    public var box: [Float]?
+    public init(points: [Float] = [], labels: [Float] = [], box: [Float]? = nil) {
+        self.points = points; self.labels = labels; self.box = box
+    }
+    public var pointCount: Int { points.count / 2 }
+}
+
+/// Decoder inputs: (N, 2) coordinates in the resized frame, flattened, and (N) labels.
+public struct DecoderPrompts {
+    public let coords: [Float]
+    public let labels: [Float]
+}
+
+/// Throw PromptError for prompts that are malformed or fall outside the image (same rules as Python).
+public func checkPrompts(_ prompts: Prompts, originalSize: Size) throws {
+    let h = Double(originalSize.height), w = Double(originalSize.width)
+    let sizeText = "\(originalSize.width)x\(originalSize.height)"
+    if prompts.pointCount == 0 && prompts.box == nil { throw PromptError(description: "give at least one point or a box") }
+    if prompts.points.count % 2 != 0 || prompts.labels.count != prompts.pointCount {
+        throw PromptError(description: "expected point_coords (N, 2) and point_labels (N,)")
+    }
+    if prompts.labels.contains(where: { $0 != negativeLabel && $0 != positiveLabel }) {
+        throw PromptError(description: "point labels must be 1 (foreground) or 0 (background)")
+    }
+    for i in 0..<prompts.pointCount {
+        let x = Double(prompts.points[2 * i]), y = Double(prompts.points[2 * i + 1])
+        if !(x >= 0 && x <= w && y >= 0 && y <= h) {
+            throw PromptError(description: "point (\(x), \(y)) is outside the \(sizeText) image")
+        }
+    }
+    guard let box = prompts.box else { return }
+    if box.count != 4 { throw PromptError(description: "a box is 4 numbers X0,Y0,X1,Y1, got \(box.count)") }
+    let (x0, y0, x1, y1) = (Double(box[0]), Double(box[1]), Double(box[2]), Double(box[3]))
+    if !(x0 < x1 && y0 < y1) { throw PromptError(description: "box \(box) must have x0 < x1 and y0 < y1") }
+    if x0 < 0 || y0 < 0 || x1 > w || y1 > h {
+        throw PromptError(description: "box \(box) reaches outside the \(sizeText) image")
+    }
+}
+
+/// Points first, then the two box corners; without a box one (0, 0) point with label -1 is appended, as
+/// SAM's predictor does; with numPoints (a fixed-shape decoder) the rest is padded with label -1.
+public func encodePrompts(_ prompts: Prompts, originalSize: Size, target: Int, numPoints: Int?) throws -> DecoderPrompts {
+    try checkPrompts(prompts, originalSize: originalSize)
+    var coords = applyCoords(prompts.points, originalSize: originalSize, target: target)
+    var labels = prompts.labels
+    if let box = prompts.box {
+        coords += applyCoords(box, originalSize: originalSize, target: target)
+        labels += boxLabels
+    } else {
+        coords += [0, 0]
+        labels.append(padLabel)
+    }
+    guard let numPoints = numPoints else { return DecoderPrompts(coords: coords, labels: labels) }
+    return try padPoints(coords: coords, labels: labels, numPoints: numPoints)
+}
+
+/// Pad to numPoints with (0, 0) and label -1; refuse more than numPoints.
+public func padPoints(coords: [Float], labels: [Float], numPoints: Int) throws -> DecoderPrompts {
+    let n = labels.count
+    if n > numPoints {
+        throw PromptError(description: "\(n) prompt points (box corners and padding included) exceed the decoder's \(numPoints)")
+    }
+    return DecoderPrompts(coords: coords + [Float](repeating: 0, count: 2 * (numPoints - n)),
+                          labels: labels + [Float](repeating: padLabel, count: numPoints - n))
+}
