@@ -65,7 +65,9 @@ def test_mismatch_error_names_missing_unexpected_and_misshaped_keys(tmp_path, of
     assert "prompt_encoder.no_mask_embed.weight (1, 128) != (1, 256)" in message
 
 
-class _Exploit:
+class HostilePayload:
+    """Unpickling this runs a shell command that creates `marker`."""
+
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
@@ -77,7 +79,7 @@ def test_hostile_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"model": _Exploit(marker)}, f)
+        pickle.dump({"model": HostilePayload(marker)}, f)
     with pytest.raises(CheckpointError, match="refused to unpickle"):
         load_tinysam(path, SMALL)
     assert not marker.exists()

@@ -13,9 +13,21 @@ CHECKPOINT_HELP = ("TinySAM weights: an official .pth (e.g. tinysam_42.3.pth) or
 BACKEND_HELP = "Which runtime executes the network: torch, tflite, coreml or onnx."
 ARTIFACTS_HELP = "Directory written by 'tinysam-mobile convert' (needed for every backend but torch)."
 
+DELEGATE_HELP = ("LiteRT (--backend tflite) only: cpu runs on XNNPACK; npu-emulation runs LiteRT's reference "
+                 "kernels and refuses a model with any floating-point op, as an int8-only NPU would.")
+DelegateOption = typer.Option("cpu", "--delegate", help=DELEGATE_HELP)
 CheckpointOption = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP, show_default=False)
 BackendOption = typer.Option("torch", "--backend", "-b", help=BACKEND_HELP)
 ArtifactsOption = typer.Option(None, "--artifacts", "-a", help=ARTIFACTS_HELP, show_default=False)
+
+
+def runner_options(backend: str, delegate: str) -> dict:
+    """Backend-specific keyword options for make_runner."""
+    if backend == "tflite":
+        return {"delegate": delegate}
+    if delegate != "cpu":
+        raise TinySamError("--delegate applies to --backend tflite only")
+    return {}
 
 
 def _numbers(text: str, what: str) -> list[float]:

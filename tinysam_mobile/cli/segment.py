@@ -11,7 +11,8 @@ from ..runners.factory import make_runner
 from ..utils.image_io import load_image
 from ..utils.visualize import MASK_COLOR, draw_prompts, overlay_masks, save_png
 from . import app
-from .options import ArtifactsOption, BackendOption, CheckpointOption, parse_box, parse_points
+from .options import (ArtifactsOption, BackendOption, CheckpointOption, DelegateOption, parse_box, parse_points,
+                      runner_options)
 
 
 @app.command()
@@ -29,6 +30,7 @@ def segment(
     checkpoint: Optional[Path] = CheckpointOption,
     backend: str = BackendOption,
     artifacts: Optional[Path] = ArtifactsOption,
+    delegate: str = DelegateOption,
 ) -> None:
     """Segment the object at the given clicks and/or box and write its mask.
 
@@ -38,7 +40,7 @@ def segment(
     coords, labels = parse_points(point)
     box_arr = parse_box(box)
     rgb = load_image(image)
-    predictor = TinySamPredictor(make_runner(backend, checkpoint, artifacts))
+    predictor = TinySamPredictor(make_runner(backend, checkpoint, artifacts, **runner_options(backend, delegate)))
     predictor.set_image(rgb)
     masks, iou, _ = predictor.predict(coords, labels, box_arr, multimask_output=False)
     mask = masks[0]

@@ -20,6 +20,13 @@ class LayerNorm2d(nn.Module):
         return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
+class MatMul(nn.Module):
+    """a @ b as a (weightless) module, so post-training quantization can observe and quantize its operands."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ b
+
+
 class MLPBlock(nn.Module):
     """Two-layer MLP of the two-way transformer (ReLU)."""
 

@@ -8,7 +8,7 @@ three with the highest predicted IoU (see utils.postprocess.best_mask).
 import torch
 from torch import nn
 
-from .common import MLP, LayerNorm2d
+from .common import MLP, LayerNorm2d, MatMul
 from .transformer import TwoWayTransformer
 
 NUM_MASK_TOKENS = 4
@@ -30,6 +30,7 @@ class MaskDecoder(nn.Module):
             MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(NUM_MASK_TOKENS)
         )
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, NUM_MASK_TOKENS, 3)
+        self.mask_matmul = MatMul()
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor,
                 dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,6 +55,6 @@ class MaskDecoder(nn.Module):
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
         _, c_up, h_up, w_up = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(batch, c_up, h_up * w_up)).reshape(batch, -1, h_up, w_up)
+        masks = self.mask_matmul(hyper_in, upscaled.reshape(batch, c_up, h_up * w_up)).reshape(batch, -1, h_up, w_up)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks[:, TINYSAM_TOKENS], iou_pred[:, TINYSAM_TOKENS]

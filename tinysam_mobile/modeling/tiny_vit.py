@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d
+from .common import LayerNorm2d, MatMul
 
 HEAD_DIM = 32  # every attention head in TinyViT-5M is 32 wide
 
@@ -102,6 +102,8 @@ class Attention(nn.Module):
         self.proj = nn.Linear(num_heads * HEAD_DIM, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
         self.register_buffer("attention_bias_idxs", relative_offset_index(window_size), persistent=False)
+        self.qk_matmul = MatMul()
+        self.av_matmul = MatMul()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         windows, tokens, _ = x.shape
@@ -109,8 +111,8 @@ class Attention(nn.Module):
         q, k, v = qkv.split(HEAD_DIM, dim=3)  # per head laid out as [q_h | k_h | v_h]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         bias = self.attention_biases[:, self.attention_bias_idxs]
-        attn = (q @ k.transpose(-2, -1)) * self.scale + bias
-        out = attn.softmax(dim=-1) @ v
+        attn = self.qk_matmul(q, k.transpose(-2, -1)) * self.scale + bias
+        out = self.av_matmul(attn.softmax(dim=-1), v)
         return self.proj(out.transpose(1, 2).reshape(windows, tokens, self.num_heads * HEAD_DIM))
 
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .common import MLPBlock
+from .common import MatMul, MLPBlock
 
 
 class Attention(nn.Module):
@@ -17,6 +17,8 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, internal_dim)
         self.v_proj = nn.Linear(embedding_dim, internal_dim)
         self.out_proj = nn.Linear(internal_dim, embedding_dim)
+        self.qk_matmul = MatMul()
+        self.av_matmul = MatMul()
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -26,8 +28,8 @@ class Attention(nn.Module):
         q = self._split_heads(self.q_proj(q))
         k = self._split_heads(self.k_proj(k))
         v = self._split_heads(self.v_proj(v))
-        attn = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-        out = attn.softmax(dim=-1) @ v
+        attn = self.qk_matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+        out = self.av_matmul(attn.softmax(dim=-1), v)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 

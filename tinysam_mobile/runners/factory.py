@@ -21,4 +21,16 @@ def make_runner(backend: str = "torch", checkpoint: Optional[Path] = None, artif
         return TorchRunner(load_tinysam(checkpoint))
     if artifacts is None:
         raise TinySamError(f"--backend {backend} needs --artifacts DIR (the output of 'tinysam-mobile convert')")
+    if backend == "coreml":
+        from .coreml_runner import CoreMLRunner
+
+        return CoreMLRunner(artifacts, **options)
+    if backend == "tflite":
+        from .litert_runner import LiteRTRunner
+
+        return LiteRTRunner(artifacts, **options)
+    if backend == "onnx":
+        from .onnx_runner import OnnxRunner
+
+        return OnnxRunner(artifacts, **options)
     raise TinySamError(f"the {backend} backend is not available in this build")

@@ -1,0 +1,193 @@
+"""What each CoreML precision does to the weights (and, for w8a8, activations), with a per-layer report.
+
+int8 / w8a8 weights are put on their int8 grid in PyTorch (coreml_weights) so the package holds the
+exact codes the scales imply; palettes are k-means LUTs from coremltools.optimize.coreml after
+conversion; w8a8 activation quantize/dequantize pairs go in with coremltools' own graph pass, fed
+with activation ranges from a TinySAM scales file instead of a macOS-only calibration run.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..calibration.export import activation_ranges
+from ..calibration.scales import ScalesFile, load_scales
+from ..errors import TinySamError
+from ..modeling import TinySam
+from .config import ConvertConfig
+from .coreml_package import load_program, program_ops
+from .coreml_weights import (attach_int8_weights, channel_axis, folded_copy, max_abs_grids, per_channel,
+                             quantized_layers, scales_file_grids)
+
+LAYER_OPS = ("conv", "linear", "conv_transpose")  # the MIL ops whose weights are compressed
+PALETTE_GROUP_SIZE = 16  # output channels sharing one LUT (per-grouped-channel, iOS18)
+MIN_PALETTIZED_ELEMENTS = 2048  # coremltools' default: smaller constants (biases, tiny convs) stay float
+
+
+@dataclass
+class CompressionPlan:
+    """The torch model to export, and how to compress each converted package."""
+
+    model: TinySam
+    summary: dict[str, Any]
+    palette_bits: Optional[int] = None
+    activation_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer -> input range
+    weight_report: list[dict[str, Any]] = field(default_factory=list)  # int8: per torch layer
+
+
+def read_scales(path: Path, checkpoint_sha256: str) -> ScalesFile:
+    scales = load_scales(path)
+    if scales.checkpoint_sha256 != checkpoint_sha256:
+        raise TinySamError(f"{path} was calibrated for checkpoint {scales.checkpoint_sha256[:16]}, "
+                           f"not for the one being converted ({checkpoint_sha256[:16]})")
+    return scales
+
+
+def int8_report(model: TinySam, grids: dict) -> list[dict[str, Any]]:
+    """Relative RMS error of each int8 layer against its float weight (BatchNorm folded, as exported)."""
+    folded, factors = folded_copy(model)
+    layers = quantized_layers(folded)
+    report = []
+    for name, (codes, scale) in grids.items():
+        w = layers[name].weight.detach()
+        axis = channel_axis(layers[name])
+        dequant = codes.float() * per_channel(scale, w, axis)
+        if name in factors:
+            dequant = dequant * per_channel(factors[name], w, axis)
+        error = float(torch.linalg.vector_norm(dequant - w) / torch.linalg.vector_norm(w).clamp_min(1e-12))
+        report.append({"layer": name, "bits": 8, "granularity": "per_output_channel", "relative_rms_error": error})
+    return report
+
+
+def plan_for(model: TinySam, config: ConvertConfig, checkpoint_sha256: str) -> CompressionPlan:
+    precision = config.precision
+    if precision in ("fp16", "fp32"):
+        return CompressionPlan(folded_copy(model)[0], {"weights": f"float{precision[2:]}"})
+    if precision.startswith("palettize"):
+        folded = folded_copy(model)[0]
+        bits = int(precision.removeprefix("palettize"))
+        return CompressionPlan(folded, {
+            "weights": f"{bits}-bit k-means palettes (coremltools.optimize.coreml.palettize_weights)",
+            "ops": list(LAYER_OPS), "granularity": "per_grouped_channel", "group_size": PALETTE_GROUP_SIZE,
+            "min_elements": MIN_PALETTIZED_ELEMENTS, "other_weights": "float16"}, palette_bits=bits)
+    if precision == "w8a8" and config.scales is None:
+        raise TinySamError("w8a8 needs activation scales: pass --scales from 'tinysam-mobile calibrate'")
+    scales = read_scales(config.scales, checkpoint_sha256) if config.scales is not None else None
+    grids = scales_file_grids(model, scales) if scales is not None else max_abs_grids(model)
+    summary = {"weights": "int8 codes, symmetric, one scale per output channel (constexpr_affine_dequantize)",
+               "weight_scales": f"scales file {Path(config.scales).name} ({scales.method})" if scales else
+               "max-abs per output channel (max|w| / 127)", "quantized_layers": len(grids),
+               "other_constants": f"int8 per tensor (max-abs) above {MIN_PALETTIZED_ELEMENTS} elements: positional "
+                                  "encoding, attention-bias tables; smaller ones (biases, norms) float16"}
+    ranges = {}
+    if precision == "w8a8":
+        ranges = {name: operands["input"] for name, operands in activation_ranges(scales).items()
+                  if "input" in operands}
+        summary["activations"] = ("int8 quantize/dequantize before every conv / linear input, symmetric per "
+                                  "tensor, covering the scales file's activation range (iOS17 quantize ops)")
+    return CompressionPlan(attach_int8_weights(model, grids), summary, activation_ranges=ranges,
+                           weight_report=int8_report(model, grids))
+
+
+def layer_weights(mlmodel) -> dict[str, tuple[str, np.ndarray]]:
+    """{conv / linear op name: (weight name, float weight)}, constexpr-compressed weights decompressed."""
+    import coremltools.optimize.coreml as cto
+
+    return {op.name: (op.weight.op.name, np.asarray(op.weight.val, np.float32))
+            for op in program_ops(load_program(cto.decompress_weights(mlmodel)), LAYER_OPS)}
+
+
+def palettize(mlmodel, bits: int):
+    import coremltools.optimize.coreml as cto
+
+    palette = cto.OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_grouped_channel",
+                                     group_size=PALETTE_GROUP_SIZE, weight_threshold=MIN_PALETTIZED_ELEMENTS)
+    return cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_type_configs={op: palette for op in LAYER_OPS}))
+
+
+def reconstruction_report(before, after, bits: int) -> list[dict[str, Any]]:
+    """Per palettized layer: relative RMS and max error of the LUT weights against the float ones."""
+    original, compressed = layer_weights(before), layer_weights(after)
+    report = []
+    for op_name, (weight_name, w) in original.items():
+        if w.size <= MIN_PALETTIZED_ELEMENTS:  # coremltools compresses only larger weights
+            continue
+        wp = compressed[op_name][1]
+        report.append({"op": op_name, "weight": weight_name, "shape": list(w.shape), "bits": bits,
+                       "granularity": f"per_grouped_channel/{PALETTE_GROUP_SIZE}",
+                       "relative_rms_error": float(np.linalg.norm(wp - w) / max(np.linalg.norm(w), 1e-12)),
+                       "max_abs_error": float(np.abs(wp - w).max())})
+    return report
+
+
+def mil_layer_names(program, layer_names) -> dict[str, str]:
+    """{MIL conv / linear op name: torch layer name}, matched through the weight's name, which
+    torch.export derives from the parameter path (p_[model_]<path with _>_weight...)."""
+    keys = {name.replace(".", "_") + "_weight": name for name in layer_names}
+    matched = {}
+    for op in program_ops(program, LAYER_OPS):
+        if op.weight.op is not None:
+            found = re.match(r"p_(?:model_)?(.+?_weight)", op.weight.op.name)
+            if found and found.group(1) in keys:
+                matched[op.name] = keys[found.group(1)]
+    return matched
+
+
+def quantize_activations(mlmodel, ranges: dict[str, tuple[float, float]]):
+    """Insert int8 quantize/dequantize before the input of every conv / linear with a known range,
+    through coremltools' insert_prefix_quantize_dequantize_pair pass (what linear_quantize_activations
+    runs after its macOS-only calibration)."""
+    import coremltools.optimize.coreml as cto
+    from coremltools import _SPECIFICATION_VERSION_IOS_17
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+    from coremltools.models import utils as model_utils
+
+    program = mlmodel._mil_program
+    names = mil_layer_names(program, ranges)
+    stats = {}
+    op_configs = {}
+    for op in program_ops(program, LAYER_OPS):
+        if op.name in names:
+            low, high = ranges[names[op.name]]
+            stats[op.x.name] = {"rmin": low, "rmax": high}
+            op_configs[op.name] = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+    config = cto.OptimizationConfig(op_name_configs=op_configs)
+    insert = PASS_REGISTRY["compression::insert_prefix_quantize_dequantize_pair"]
+    insert.set_options([PassOption("config", config), PassOption("activation_stats", stats)])
+    return model_utils._apply_graph_pass(
+        mlmodel, [insert, PASS_REGISTRY["common::dequantize_quantize_pair_elimination"]],
+        spec_version=_SPECIFICATION_VERSION_IOS_17, pymil_load_func=milproto_load, skip_model_load=True), len(op_configs)
+
+
+def quantize_other_constants(mlmodel):
+    """int8 for the large float constants that are no layer's weight (the decoder's positional
+    encoding, the encoder's gathered attention-bias tables): coremltools' max-abs symmetric quantizer."""
+    import coremltools.optimize.coreml as cto
+
+    config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_tensor",
+                                         weight_threshold=MIN_PALETTIZED_ELEMENTS)
+    return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
+
+
+def compress(plan: CompressionPlan, mlmodel, role: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The package compressed as planned, and the per-layer report of what happened to its weights."""
+    if plan.palette_bits is not None:
+        palettized = palettize(mlmodel, plan.palette_bits)
+        return palettized, reconstruction_report(mlmodel, palettized, plan.palette_bits)
+    if plan.weight_report:
+        mlmodel = quantize_other_constants(mlmodel)
+    if plan.activation_ranges:
+        mlmodel, count = quantize_activations(mlmodel, plan.activation_ranges)
+        if count == 0:
+            raise TinySamError(f"no {role} layer matched the scales file's activation ranges")
+    return mlmodel, [r for r in plan.weight_report if r["layer"].split(".")[0] in ROLE_PREFIXES[role]]
+
+
+ROLE_PREFIXES = {"encoder": ("image_encoder",), "decoder": ("prompt_encoder", "mask_decoder"),
+                 "decoder_batch": ("prompt_encoder", "mask_decoder")}

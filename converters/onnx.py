@@ -1,0 +1,76 @@
+"""`convert --target onnx`: ONNX models for ONNX Runtime (Mobile), SAM's ONNX decoder contract.
+
+encoder.onnx: image (1, S, S, 3) RGB pixels 0-255 -> image_embeddings (1, 256, S/16, S/16), the same
+input contract as the LiteRT encoder. decoder.onnx: image_embeddings (1, 256, h, w), point_coords
+(B, N, 2), point_labels (B, N), mask_input (B, 1, 4h, 4w), has_mask_input (B,) -> low_res_masks
+(B, 3, 4h, 4w), iou_predictions (B, 3); the prompt axis B and the point axis N are dynamic.
+int8: weights quantized by onnxruntime's dynamic quantization (activations quantized at run time).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..modeling import TinySam
+from .config import ConvertConfig
+from .export_modules import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PixelEncoder,
+                             PromptDecoder, decoder_sample_inputs, export_copy)
+from .manifest import artifact_record, write_manifest
+
+PRECISIONS = ("fp32", "int8")
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+OPSET = 18
+
+
+def _tensor_specs(path: Path) -> dict[str, Any]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = lambda t: [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]  # noqa: E731
+    return {"inputs": {t.name: {"shape": dims(t)} for t in graph.input},
+            "outputs": {t.name: {"shape": dims(t)} for t in graph.output}}
+
+
+def _export(module: torch.nn.Module, kwargs: dict, path: Path, input_names, output_names, dynamic_shapes=None) -> None:
+    torch.onnx.export(module, (), str(path), kwargs=kwargs, input_names=list(input_names),
+                      output_names=list(output_names), dynamic_shapes=dynamic_shapes, opset_version=OPSET,
+                      dynamo=True, external_data=False, verbose=False)
+
+
+def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:
+    from rich.progress import Progress
+    from torch.export import Dim
+
+    size = model.config.img_size
+    model = export_copy(model)
+    with Progress(transient=True) as bar, torch.no_grad():
+        task = bar.add_task("exporting the encoder (torch.onnx)", total=None)
+        _export(PixelEncoder(model).eval(), {ENCODER_INPUT: torch.rand(1, size, size, 3) * 255},
+                work_dir / ENCODER_FILE, [ENCODER_INPUT], [ENCODER_OUTPUT])
+        bar.update(task, description="exporting the decoder (torch.onnx)")
+        prompts, points = Dim("prompts", min=1, max=1024), Dim("points", min=1, max=64)
+        dynamic = {"image_embeddings": None, "point_coords": {0: prompts, 1: points},
+                   "point_labels": {0: prompts, 1: points}, "mask_input": {0: prompts}, "has_mask_input": {0: prompts}}
+        _export(PromptDecoder(model).eval(), decoder_sample_inputs(size, 2, config.num_points),
+                work_dir / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, dynamic)
+        if config.precision == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            bar.update(task, description="quantizing weights to int8 (onnxruntime)")
+            for name in (ENCODER_FILE, DECODER_FILE):
+                float_path = work_dir / f"float_{name}"
+                (work_dir / name).rename(float_path)
+                quantize_dynamic(str(float_path), str(work_dir / name), weight_type=QuantType.QInt8)
+                float_path.unlink()
+    artifacts = [artifact_record(work_dir, ENCODER_FILE, "encoder", **_tensor_specs(work_dir / ENCODER_FILE)),
+                 artifact_record(work_dir, DECODER_FILE, "decoder", **_tensor_specs(work_dir / DECODER_FILE))]
+    return write_manifest(
+        work_dir, target="onnx", precision=config.precision, checkpoint_sha256=checkpoint_sha256, img_size=size,
+        artifacts=artifacts,
+        encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 float; "
+                       "pad bottom/right with pixel_mean; normalisation happens inside the model"},
+        decoder={"dynamic_axes": {"prompts": "B of point_coords, point_labels, mask_input, has_mask_input",
+                                  "points": "N of point_coords, point_labels"}, "outputs": list(DECODER_OUTPUTS)},
+    )

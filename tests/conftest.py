@@ -1,0 +1,103 @@
+"""Shared fixtures. Expensive artifacts (converted models) are built once per test session."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# Two cores in CI: keep torch from oversubscribing them.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """Seeded TinySAM at img_size 256 (same weight shapes as 1024): for logic tests."""
+    from tinysam_mobile.checkpoint import seeded_model
+    from tinysam_mobile.modeling import TinySamConfig
+
+    return seeded_model(TinySamConfig(img_size=256)).eval()
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photo (scikit-image's chelsea, 300x451 RGB)."""
+    import skimage.data
+
+    return skimage.data.chelsea()
+
+
+COREML_TEST_BATCH = 8  # everything-mode decoder batch of the CoreML fixtures (64 in shipped packages)
+
+
+def _coreml_dir(tmp_path_factory, precision: str) -> Path:
+    """Full-size seeded TinySAM converted by `convert --target coreml` (encoder, decoder, batched decoder)."""
+    from tinysam_mobile.checkpoint import SEEDED_WEIGHTS_SEED, seeded_model
+    from tinysam_mobile.converters import coreml
+    from tinysam_mobile.converters.config import ConvertConfig
+    from tinysam_mobile.modeling import TinySamConfig
+
+    out = tmp_path_factory.mktemp(f"coreml_{precision}")
+    config = ConvertConfig(target="coreml", precision=precision, everything_batch=COREML_TEST_BATCH)
+    coreml.convert(seeded_model(TinySamConfig()).eval(), config, out, f"seeded-{SEEDED_WEIGHTS_SEED}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def coreml_fp16_dir(tmp_path_factory) -> Path:
+    """CoreML fp16 packages + manifest.json of the seeded 1024 model (see .helpers/COREML_FIXTURES.md)."""
+    return _coreml_dir(tmp_path_factory, "fp16")
+
+
+@pytest.fixture(scope="session")
+def coreml_int8_dir(tmp_path_factory) -> Path:
+    """CoreML int8 (max-abs per-channel weight scales) packages + manifest.json of the same model."""
+    return _coreml_dir(tmp_path_factory, "int8")
+
+
+@pytest.fixture(scope="session")
+def coreml_fp32_dir(tmp_path_factory) -> Path:
+    """CoreML fp32 packages (fp32 compute) of the same model: the MIL interpreter's parity reference."""
+    return _coreml_dir(tmp_path_factory, "fp32")
+
+
+TFLITE_TEST_BATCH = 16  # everything-mode decoder batch of the LiteRT fixtures (64 by default)
+
+
+@pytest.fixture(scope="session")
+def calibration_photos(tmp_path_factory) -> Path:
+    """Two real photos as a --calibration-images folder (the default set has 8 images: slower)."""
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("calibration_photos")
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+def _tflite_dir(tmp_path_factory, calibration_photos: Path, precision: str) -> Path:
+    """Full-size LiteRT artifacts of the default model (demo weights, else seeded), converted once per
+    session; converting several precisions in one process exports the float graphs once."""
+    from tinysam_mobile.checkpoint import checkpoint_id, load_tinysam
+    from tinysam_mobile.converters import tflite
+    from tinysam_mobile.converters.config import ConvertConfig
+
+    out = tmp_path_factory.mktemp(f"tflite_{precision}")
+    config = ConvertConfig(target="tflite", precision=precision, everything_batch=TFLITE_TEST_BATCH,
+                           calibration_images=calibration_photos)
+    tflite.convert(load_tinysam(), config, out, checkpoint_id(None))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tflite_fp32_dir(tmp_path_factory, calibration_photos) -> Path:
+    return _tflite_dir(tmp_path_factory, calibration_photos, "fp32")
+
+
+@pytest.fixture(scope="session")
+def tflite_w8a8_dir(tmp_path_factory, calibration_photos) -> Path:
+    return _tflite_dir(tmp_path_factory, calibration_photos, "w8a8")

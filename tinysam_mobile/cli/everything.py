@@ -1,0 +1,109 @@
+"""`tinysam-mobile everything`: every object in one image, as COCO RLE masks in a JSON file."""
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import TinySamError
+from . import app
+from .options import ArtifactsOption, BackendOption, CheckpointOption
+
+MODES = ("hierarchical", "dense")
+
+
+def generator_class(mode: str):
+    from ..automatic_mask_generator import TinySamDenseMaskGenerator, TinySamHierarchicalMaskGenerator
+
+    if mode not in MODES:
+        raise TinySamError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return TinySamHierarchicalMaskGenerator if mode == "hierarchical" else TinySamDenseMaskGenerator
+
+
+def progress_bar(description: str):
+    """A rich progress bar and the (done, planned[, label]) callback the generators report to."""
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    task = bar.add_task(description, total=None)
+
+    def report(done: int, planned: int, label: Optional[str] = None) -> None:
+        bar.update(task, completed=done, total=planned, **({"description": label} if label else {}))
+
+    return bar, report
+
+
+@app.command()
+def everything(
+    image: Path = typer.Argument(..., help="Photo to segment (JPEG, PNG, ...; EXIF rotation is honoured).",
+                                 show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="JSON file of the masks (COCO RLE) with their scores.",
+                             show_default=False),
+    mode: str = typer.Option("hierarchical", "--mode", "-m", help="hierarchical: TinySAM's two rounds (an 8x8 "
+                             "grid, then the uncovered points of the 32x32 lattice). dense: SAM's full 32x32 grid."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write a PNG with every mask coloured "
+                                           "over the photo.", show_default=False),
+    checkpoint: Optional[Path] = CheckpointOption,
+    backend: str = BackendOption,
+    artifacts: Optional[Path] = ArtifactsOption,
+    points_per_side: int = typer.Option(32, help="Side of the dense grid and of the hierarchical lattice."),
+    points_per_batch: int = typer.Option(64, help="Prompts per decoder call."),
+    pred_iou_thresh: float = typer.Option(0.88, help="Keep masks whose predicted IoU is above this."),
+    stability_score_thresh: float = typer.Option(0.95, help="Keep masks whose stability score (IoU of the mask "
+                                                 "cut at logit -1 and +1) is at least this."),
+    box_nms_thresh: float = typer.Option(0.7, help="Drop a mask whose box overlaps a better one by more than "
+                                         "this IoU."),
+    high_score_thresh: float = typer.Option(8.5, help="Hierarchical: logit above which a first-round mask marks "
+                                            "a pixel as covered, so no second-round point is placed there."),
+    min_mask_region_area: int = typer.Option(0, help="Fill holes and drop islands smaller than this many pixels "
+                                             "(0: keep masks as predicted)."),
+) -> None:
+    """Segment everything in IMAGE and write the masks, best predicted IoU first.
+
+    Each JSON record holds segmentation (COCO RLE, decodable with pycocotools.mask.decode), area,
+    bbox (X, Y, W, H), predicted_iou, stability_score and point_coords (the prompt that produced it).
+    Example: tinysam-mobile everything photo.jpg --out masks.json --overlay masks.png
+    """
+    from dataclasses import asdict
+
+    from ..automatic_mask_generator import EverythingConfig
+    from ..runners.factory import make_runner
+    from ..utils.amg import decode_rle
+    from ..utils.files import atomic_path
+    from ..utils.image_io import load_image
+    from ..utils.visualize import overlay_masks, save_png
+
+    # Options and image are checked before the model loads.
+    generator = generator_class(mode)
+    config = EverythingConfig(
+        output_mode="coco_rle", points_per_side=points_per_side, points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+        box_nms_thresh=box_nms_thresh, high_score_thresh=high_score_thresh,
+        min_mask_region_area=min_mask_region_area)
+    rgb = load_image(image)
+    generator = generator(make_runner(backend, checkpoint, artifacts), config)
+    bar, report = progress_bar(f"{mode}: decoding prompts")
+    with bar:
+        records = generator.generate(rgb, progress=report)
+    stats = generator.stats
+    result = {
+        "image": str(image),
+        "height": rgb.shape[0],
+        "width": rgb.shape[1],
+        "mode": mode,
+        "backend": backend,
+        "prompts": stats.prompts,
+        "prompts_per_round": stats.prompts_per_round,
+        "seconds": round(stats.total_s, 3),
+        "config": asdict(generator.config),
+        "masks": records,
+    }
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result))
+    typer.echo(f"{len(records)} masks from {stats.prompts} prompts in {stats.total_s:.1f} s ({mode}, {backend}): {out}")
+    if overlay is not None:
+        by_area = sorted(records, key=lambda r: -r["area"])  # small masks drawn last stay visible
+        masks = decode_rle([r["segmentation"] for r in by_area], rgb.shape[:2])
+        save_png(overlay_masks(rgb, list(masks)), overlay)
+        typer.echo(f"overlay: {overlay}")

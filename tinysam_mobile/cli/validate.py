@@ -1,0 +1,81 @@
+"""`tinysam-mobile validate`: how close converted artifacts are to FP32 PyTorch, with pass/fail."""
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import TinySamError
+from . import app
+from .options import CheckpointOption, DelegateOption, runner_options
+
+DEFAULT_IMAGES = 8  # held-out photos and generated scenes, never used for calibration
+
+
+@app.command()
+def validate(
+    artifacts: Path = typer.Argument(..., help="Folder written by 'tinysam-mobile convert'.", show_default=False),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of photos to validate on. Default: "
+                                          "held-out scikit-image photos and generated scenes.", show_default=False),
+    checkpoint: Optional[Path] = CheckpointOption,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here.",
+                                            show_default=False),
+    prompts_per_image: int = typer.Option(12, min=1, help="Prompts per image: single points, boxes and "
+                                          "positive + negative point pairs, in turn."),
+    delegate: str = DelegateOption,
+) -> None:
+    """Verify the manifest's hashes, then compare the artifacts with FP32 PyTorch on many prompts.
+
+    Reports embedding cosine and maximum error, the mask IoU distribution (mean, min, 5th percentile;
+    every mask of every prompt, at the image's size) and the IoU-prediction error. Exits with 1 when the
+    mean mask IoU misses the precision's threshold (fp32 0.995, fp16 0.99, int8 0.98, w8a8 0.95), with 2
+    when the artifacts are missing, modified or do not match the checkpoint.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ..calibration.dataset import default_images, folder_images
+    from ..checkpoint import checkpoint_id, load_tinysam
+    from ..converters.manifest import load_manifest
+    from ..runners import TorchRunner
+    from ..runners.factory import make_runner
+    from ..utils.files import atomic_path
+    from ..validation import THRESHOLDS, ParityConfig, measure_parity
+
+    manifest = load_manifest(artifacts)  # refuses modified artifacts before anything runs
+    if manifest["checkpoint_sha256"] != checkpoint_id(checkpoint):
+        raise TinySamError(f"{artifacts} was converted from checkpoint {manifest['checkpoint_sha256'][:16]}..., "
+                           f"not from {checkpoint_id(checkpoint)[:16]}...; pass the same --checkpoint")
+    target, precision = manifest["target"], manifest["precision"]
+    runner = make_runner(target, artifacts=artifacts, **runner_options(target, delegate))
+    reference = TorchRunner(load_tinysam(checkpoint))
+    pictures = ([(rgb, None) for rgb in folder_images(images, limit=10_000)] if images is not None
+                else default_images(DEFAULT_IMAGES, held_out=True))
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"{target} {precision} vs PyTorch", total=len(pictures))
+        figures = measure_parity(runner, reference, pictures, ParityConfig(prompts_per_image=prompts_per_image),
+                                 on_image=lambda: bar.advance(task))
+    threshold = THRESHOLDS[precision] if precision in THRESHOLDS else THRESHOLDS["fp16"]
+    passed = figures["mask_iou"]["mean"] >= threshold
+    figures = {"artifacts": str(artifacts), "target": target, "precision": precision, "delegate": delegate,
+               **figures, "threshold_mean_mask_iou": threshold, "passed": passed}
+
+    table = Table(title=f"{target} {precision} vs FP32 PyTorch: {figures['images']} images, {figures['prompts']} prompts")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    cos, iou, err = figures["embedding_cosine"], figures["mask_iou"], figures["iou_prediction_abs_error"]
+    for name, value in (("embedding cosine (mean / min)", f"{cos['mean']:.5f} / {cos['min']:.5f}"),
+                        ("embedding max abs error", f"{figures['embedding_max_abs_error']:.4g}"),
+                        ("mask IoU mean / min / p5", f"{iou['mean']:.4f} / {iou['min']:.4f} / {iou['p5']:.4f}"),
+                        ("IoU prediction abs error (mean / max)", f"{err['mean']:.4f} / {err['max']:.4f}"),
+                        ("threshold (mean mask IoU)", f"{threshold}"),
+                        ("result", "PASS" if passed else "FAIL")):
+        table.add_row(name, value)
+    Console().print(table)
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    if not passed:
+        raise typer.Exit(1)

@@ -1,0 +1,88 @@
+"""LiteRT runner: the artifacts of `convert --target tflite` through ai-edge-litert's Interpreter.
+
+Delegates: 'cpu' runs on XNNPACK (what Android's CPU path uses); 'npu-emulation' runs LiteRT's
+reference kernels, the closest CPU stand-in for an int8-only NPU, and first refuses any model that
+still computes in floating point. Quantized inputs and outputs are converted with their scale and
+zero point, so callers always see float32.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..converters.accelerators import check_integer_only
+from ..converters.export_modules import DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, normalized_to_pixels
+from ..converters.manifest import load_manifest
+from ..errors import ArtifactError, TinySamError
+from .batching import decode_in_batches
+
+DELEGATES = ("cpu", "npu-emulation")
+
+
+class _Signature:
+    """One signature runner with float <-> int8 conversion at its edges."""
+
+    def __init__(self, interpreter, name: str) -> None:
+        self.runner = interpreter.get_signature_runner(name)
+        self.inputs = self.runner.get_input_details()
+        self.outputs = self.runner.get_output_details()
+
+    def __call__(self, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {}
+        for name, value in arrays.items():
+            details = self.inputs[name]
+            scale, zero_point = details["quantization"]
+            if scale:
+                info = np.iinfo(details["dtype"])
+                value = np.clip(np.round(value / scale) + zero_point, info.min, info.max)
+            feed[name] = np.ascontiguousarray(value, details["dtype"])
+        out = {}
+        for name, value in self.runner(**feed).items():
+            scale, zero_point = self.outputs[name]["quantization"]
+            out[name] = ((value.astype(np.float32) - zero_point) * scale) if scale else value.astype(np.float32)
+        return out
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.inputs[name]["shape"])
+
+
+class LiteRTRunner:
+    name = "tflite"
+
+    def __init__(self, artifacts: "str | Path", delegate: str = "cpu", threads: int = 2) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        if delegate not in DELEGATES:
+            raise TinySamError(f"unknown delegate {delegate!r}; choose one of {', '.join(DELEGATES)}")
+        root = Path(artifacts)
+        self.manifest = load_manifest(root)
+        if self.manifest["target"] != "tflite":
+            raise ArtifactError(f"{root} holds {self.manifest['target']} artifacts, not tflite")
+        files = {record["role"]: root / record["file"] for record in self.manifest["artifacts"]}
+        if delegate == "npu-emulation":
+            for role in ("encoder", "decoder"):
+                check_integer_only(files[role])
+        resolver = OpResolverType.AUTO if delegate == "cpu" else OpResolverType.BUILTIN_REF
+        open_model = lambda path: Interpreter(str(path), num_threads=threads,  # noqa: E731
+                                              experimental_op_resolver_type=resolver)
+        encoder, decoder = open_model(files["encoder"]), open_model(files["decoder"])
+        self.encoder = _Signature(encoder, "encode")
+        self.decoder = _Signature(decoder, "decode")
+        self.decoder_batch = _Signature(decoder, "decode_batch")
+        self.delegate = delegate
+        self.img_size = self.manifest["preprocessing"]["input_size"]
+        self.num_points = self.decoder.shape("point_coords")[1]
+        self.batch_size, self.batch_points = self.decoder_batch.shape("point_coords")[:2]
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        return self.encoder(**{ENCODER_INPUT: normalized_to_pixels(image)})[ENCODER_OUTPUT]
+
+    def _run(self, signature, embedding, coords, labels, mask, has_mask):
+        out = signature(image_embeddings=embedding, point_coords=coords, point_labels=labels, mask_input=mask,
+                        has_mask_input=has_mask)
+        return out[DECODER_OUTPUTS[0]], out[DECODER_OUTPUTS[1]]
+
+    def decode(self, embedding, point_coords, point_labels, mask_input, has_mask_input):
+        return decode_in_batches(self, embedding, point_coords, point_labels, mask_input, has_mask_input,
+                                 single=lambda *a: self._run(self.decoder, *a),
+                                 batched=lambda *a: self._run(self.decoder_batch, *a))

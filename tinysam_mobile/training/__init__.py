@@ -1,0 +1,1 @@
+"""Training TinySAM on generated scenes. Imports only torch, numpy, Pillow and scikit-image."""

@@ -1,0 +1,27 @@
+"""Closeness of one backend's outputs to the reference's: embeddings, masks, IoU predictions."""
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def mask_ious(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """IoU of each boolean (H, W) mask with its reference mask (pycocotools); two empty masks agree (1)."""
+    encode = lambda m: mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))  # noqa: E731
+    out = []
+    for mask, ref in zip(masks, reference):
+        if not mask.any() and not ref.any():
+            out.append(1.0)
+        else:
+            out.append(float(mask_utils.iou([encode(mask)], [encode(ref)], [0])[0, 0]))
+    return np.array(out)
+
+
+def summarize(values: "list[float] | np.ndarray") -> dict[str, float]:
+    values = np.asarray(values, np.float64)
+    return {"mean": float(values.mean()), "min": float(values.min()), "p5": float(np.percentile(values, 5)),
+            "count": int(values.size)}
