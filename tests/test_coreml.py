@@ -14,7 +14,7 @@ import torch
 
 from tinysam_mobile.checkpoint import SEEDED_WEIGHTS_SEED, seeded_model
 from tinysam_mobile.converters.manifest import load_manifest
-from tinysam_mobile.modeling import TinySamConfig
+from tinysam_mobile.modeling import DecoderModule, TinySamConfig
 from tinysam_mobile.utils.transforms import PIXEL_MEAN, PIXEL_STD
 
 from conftest import COREML_TEST_BATCH
@@ -280,7 +280,7 @@ def w8a8_decoder(tmp_path_factory, small_model):
     config = ConvertConfig(target="coreml", precision="w8a8", num_points=4, scales=path)
     plan = coreml_compression.plan_for(small_model, config, "test-sha")
     samples = coreml.example_inputs(small_model, config)["decoder"]
-    mlmodel = coreml.convert_part(ct, coreml.InteractiveDecoder(plan.model), samples,
+    mlmodel = coreml.convert_part(ct, DecoderModule(plan.model), samples,
                                   ["low_res_masks", "iou_predictions"], "w8a8", "fp16")
     mlmodel, report = coreml_compression.compress(plan, mlmodel, "decoder")
     return program_of_model(mlmodel), ops, report
