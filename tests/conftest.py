@@ -48,7 +48,7 @@ def _coreml_dir(tmp_path_factory, precision: str) -> Path:
 
 @pytest.fixture(scope="session")
 def coreml_fp16_dir(tmp_path_factory) -> Path:
-    """CoreML fp16 packages + manifest.json of the seeded 1024 model (see .helpers/COREML_FIXTURES.md)."""
+    """CoreML fp16 packages + manifest.json of the seeded 1024 model."""
     return _coreml_dir(tmp_path_factory, "fp16")
 
 

@@ -68,3 +68,18 @@ def test_mask_input_round_trip_and_box(small_model, photo):
 def test_predict_before_set_image_is_an_error(small_model):
     with pytest.raises(PromptError, match="set_image"):
         TinySamPredictor(small_model).predict(np.array([[1.0, 1.0]]), np.array([1]))
+
+
+def test_torch_runner_chunked_decoding_equals_one_batch(small_model):
+    from tinysam_mobile.runners import TorchRunner
+
+    rng = np.random.default_rng(0)
+    embedding = rng.standard_normal((1, 256, 16, 16)).astype(np.float32)
+    coords = (rng.random((7, 2, 2)) * 256).astype(np.float32)
+    labels = np.tile(np.array([[1.0, -1.0]], np.float32), (7, 1))
+    masks, has_mask = np.zeros((7, 1, 64, 64), np.float32), np.zeros(7, np.float32)
+    chunked = TorchRunner(small_model, decode_chunk=3).decode(embedding, coords, labels, masks, has_mask)
+    whole = TorchRunner(small_model, decode_chunk=7).decode(embedding, coords, labels, masks, has_mask)
+    assert chunked[0].shape == (7, 3, 64, 64) and chunked[1].shape == (7, 3)
+    np.testing.assert_allclose(chunked[0], whole[0], atol=1e-4)
+    np.testing.assert_allclose(chunked[1], whole[1], atol=1e-5)

@@ -86,7 +86,7 @@ def test_integer_only_check_names_float_ops(tflite_fp32_dir, tflite_w8a8_dir):
 
 
 @pytest.mark.xfail(strict=True, reason="known: the min/max-calibrated w8a8 decoder reaches a mean mask IoU of "
-                   "~0.36 on seeded weights (encoder alone: 0.81); see .helpers/README_tflite.md")
+                   "~0.36 on seeded weights (encoder alone: 0.81); see the LiteRT section of README.md")
 def test_w8a8_parity(tflite_w8a8_dir, reference, parity_images):
     figures = measure_parity(LiteRTRunner(tflite_w8a8_dir), reference, parity_images, ParityConfig(prompts_per_image=6))
     assert figures["embedding_cosine"]["mean"] > 0.9

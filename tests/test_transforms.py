@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tinysam_mobile.utils.transforms import (
-    PIXEL_MEAN, PIXEL_STD, apply_boxes, apply_coords, normalize_and_pad, preprocess, resized_shape, upscale_logits,
+    PIXEL_MEAN, PIXEL_STD, apply_boxes, apply_coords, normalize_and_pad, pad_pixels, preprocess, resized_shape, upscale_logits,
 )
 
 
@@ -35,6 +35,21 @@ def test_normalize_and_pad_values_and_zero_padding():
                                                  (128 - 103.53) / 57.375], rtol=1e-6)
     np.testing.assert_allclose(out[0, :, 1, 2], -PIXEL_MEAN / PIXEL_STD, rtol=1e-6)
     assert not out[0, :, 2:, :].any() and not out[0, :, :, 3:].any()
+
+
+def test_pad_pixels_nhwc_mean_padding_normalises_like_zero_padding():
+    resized = np.zeros((2, 3, 3), np.uint8)
+    resized[0, 0] = (255, 0, 128)
+    resized[1, 2] = (1, 2, 3)
+    out = pad_pixels(resized, 8)
+    assert out.shape == (1, 8, 8, 3) and out.dtype == np.float32
+    assert out[0, 0, 0].tolist() == [255.0, 0.0, 128.0] and out[0, 1, 2].tolist() == [1.0, 2.0, 3.0]
+    assert out[0, 1, 1].tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_array_equal(out[0, 2:], np.broadcast_to([123.675, 116.28, 103.53], (6, 8, 3)).astype(np.float32))
+    np.testing.assert_array_equal(out[0, :, 3:], np.broadcast_to([123.675, 116.28, 103.53], (8, 5, 3)).astype(np.float32))
+    # What the exported encoders compute inside: (pixels - mean) / std equals the normalised, zero-padded input.
+    np.testing.assert_allclose(((out - PIXEL_MEAN) / PIXEL_STD).transpose(0, 3, 1, 2), normalize_and_pad(resized, 8),
+                               atol=1e-6)
 
 
 def test_preprocess_one_pixel_wide_image():

@@ -13,7 +13,8 @@ index.txt, one case per line as "<kind> <file>", and one little-endian binary fi
     uint16   name length, name (ASCII)
     uint8    dtype: 0 float32, 1 uint8, 2 int32
     uint8    rank, then uint32 dims[rank], then the values in C order
-Kinds: preprocess (image -> resized image -> encoder input), predict (prompts + low-res logits ->
+Kinds: preprocess (image -> resized image -> normalised encoder input, and the NHWC mean-padded
+pixel input of the LiteRT encoder), predict (prompts + low-res logits ->
 decoder prompts, masks, best mask), prompt_error (prompts the pipeline refuses), everything
 (TinySAM's hierarchical generator: every decoder call's prompts and answers, the round-1 coverage,
 the round-2 points and the final masks after NMS).
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from .automatic_mask_generator import TinySamHierarchicalMaskGenerator
 from .errors import PromptError
 from .predictor import TinySamPredictor
-from .utils.transforms import resize_longest_side, resized_shape
+from .utils.transforms import pad_pixels, resize_longest_side, resized_shape
 
 MAGIC = b"TSGOLD01"
 DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.int32): 2}
@@ -239,6 +240,7 @@ def preprocess_case(image: np.ndarray, img_size: int) -> dict[str, np.ndarray]:
         "resized": resize_longest_side(image, img_size),
         "input_size": np.array(predictor.input_size, np.int32),
         "encoder_input": runner.encoder_input,
+        "encoder_pixels": pad_pixels(resize_longest_side(image, img_size), img_size),
     }
 
 

@@ -35,6 +35,16 @@ def normalize_and_pad(resized: np.ndarray, target: int) -> np.ndarray:
     return out
 
 
+def pad_pixels(resized: np.ndarray, target: int) -> np.ndarray:
+    """Resized HxWx3 uint8 -> (1, target, target, 3) float32 RGB pixels 0-255 (NHWC), PIXEL_MEAN bottom/right:
+    the input of encoders with normalisation inside (LiteRT, ONNX); the mean pads to SAM's zeros there."""
+    h, w = resized.shape[:2]
+    out = np.empty((1, target, target, 3), dtype=np.float32)
+    out[...] = PIXEL_MEAN
+    out[0, :h, :w] = resized
+    return out
+
+
 def preprocess(image: np.ndarray, target: int) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 image -> (encoder input, (new_h, new_w) size of the image inside the padded square)."""
     if min(resized_shape(image.shape[0], image.shape[1], target)) == 0:

@@ -10,12 +10,28 @@ import java.security.MessageDigest
 /** A problem with the installed artifacts, worded for the person running the app. */
 class ArtifactException(message: String) : Exception(message)
 
-/** One tensor of an artifact as the manifest lists it. */
-class TensorSpec(val name: String, val shape: IntArray)
+/** int8 tensor = round(float / scale) + zeroPoint, as the manifest lists it for w8a8 artifacts. */
+class Quantization(val scale: Float, val zeroPoint: Int) {
+    fun quantize(value: Float): Byte = Math.max(-128.0, Math.min(127.0, Math.rint((value / scale).toDouble()) + zeroPoint)).toInt().toByte()
+    fun dequantize(value: Byte): Float = (value.toInt() - zeroPoint) * scale
+}
 
-class Artifact(val file: String, val role: String, val inputs: List<TensorSpec>, val outputs: List<TensorSpec>) {
-    fun input(name: String): TensorSpec = inputs.firstOrNull { it.name == name }
-        ?: throw ArtifactException("$file has no input '$name' (inputs: ${inputs.joinToString { it.name }})")
+/** One input or output of a signature as the manifest lists it: float32, or int8 with its quantization. */
+class TensorSpec(val name: String, val shape: IntArray, val dtype: String, val quantization: Quantization?) {
+    val elements: Int get() = shape.fold(1) { n, d -> n * d }
+}
+
+/** One LiteRT signature: inputs and outputs by signature name (e.g. "point_coords", "low_res_masks"). */
+class Signature(val key: String, val inputs: Map<String, TensorSpec>, val outputs: Map<String, TensorSpec>) {
+    fun input(name: String): TensorSpec = inputs[name]
+        ?: throw ArtifactException("signature '$key' has no input '$name' (inputs: ${inputs.keys.joinToString()})")
+    fun output(name: String): TensorSpec = outputs[name]
+        ?: throw ArtifactException("signature '$key' has no output '$name' (outputs: ${outputs.keys.joinToString()})")
+}
+
+class Artifact(val file: String, val role: String, val signatures: Map<String, Signature>) {
+    fun signature(key: String): Signature = signatures[key]
+        ?: throw ArtifactException("$file has no signature '$key' (signatures: ${signatures.keys.joinToString()})")
 }
 
 /**
@@ -24,15 +40,16 @@ class Artifact(val file: String, val role: String, val inputs: List<TensorSpec>,
  */
 class ArtifactBundle private constructor(private val assets: AssetManager, manifest: JSONObject) {
     val imgSize: Int = manifest.getJSONObject("preprocessing").getInt("input_size")
-    val numPoints: Int = manifest.getInt("num_points")
-    val everythingBatch: Int = manifest.getInt("everything_batch")
     val precision: String = manifest.getString("precision")
     val artifacts: Map<String, Artifact>
 
     init {
         val list = manifest.getJSONArray("artifacts")
         artifacts = (0 until list.length()).map { parseArtifact(list.getJSONObject(it)) }.associateBy { it.role }
-        for (role in REQUIRED_ROLES) if (role !in artifacts) throw ArtifactException("manifest lists no '$role' artifact")
+        for ((role, keys) in REQUIRED_SIGNATURES) {
+            val artifact = artifacts[role] ?: throw ArtifactException("manifest lists no '$role' artifact")
+            keys.forEach { artifact.signature(it) }
+        }
     }
 
     /** The .tflite file memory-mapped (it is stored uncompressed in the APK). */
@@ -46,7 +63,8 @@ class ArtifactBundle private constructor(private val assets: AssetManager, manif
     companion object {
         const val DIR = "tinysam"
         const val FORMAT_VERSION = 1
-        val REQUIRED_ROLES = listOf("encoder", "decoder", "decoder_batch")
+        /** convert --target tflite: encoder.tflite ('encode') and one decoder.tflite whose two signatures share weights. */
+        val REQUIRED_SIGNATURES = mapOf("encoder" to listOf("encode"), "decoder" to listOf("decode", "decode_batch"))
 
         fun load(assets: AssetManager): ArtifactBundle {
             val text = try {
@@ -72,15 +90,28 @@ class ArtifactBundle private constructor(private val assets: AssetManager, manif
             return bundle
         }
 
+        private fun parseTensor(file: String, name: String, spec: JSONObject): TensorSpec {
+            val shape = spec.getJSONArray("shape")
+            val dtype = spec.getString("dtype")
+            val quantization = spec.optJSONObject("quantization")?.let {
+                Quantization(it.getDouble("scale").toFloat(), it.getInt("zero_point"))
+            }
+            if (dtype != "float32" && !(dtype == "int8" && quantization != null)) {
+                throw ArtifactException("$file: tensor '$name' is $dtype; this app feeds float32 or quantized int8")
+            }
+            return TensorSpec(name, IntArray(shape.length()) { shape.getInt(it) }, dtype, quantization)
+        }
+
         private fun parseArtifact(record: JSONObject): Artifact {
-            fun specs(key: String) = record.optJSONArray(key)?.let { array ->
-                (0 until array.length()).map { i ->
-                    val spec = array.getJSONObject(i)
-                    val shape = spec.getJSONArray("shape")
-                    TensorSpec(spec.getString("name"), IntArray(shape.length()) { shape.getInt(it) })
+            val file = record.getString("file")
+            fun tensors(specs: JSONObject) = specs.keys().asSequence().associateWith { parseTensor(file, it, specs.getJSONObject(it)) }
+            val signatures = record.optJSONObject("signatures")?.let { all ->
+                all.keys().asSequence().associateWith { key ->
+                    val signature = all.getJSONObject(key)
+                    Signature(key, tensors(signature.getJSONObject("inputs")), tensors(signature.getJSONObject("outputs")))
                 }
-            } ?: emptyList()
-            return Artifact(record.getString("file"), record.getString("role"), specs("inputs"), specs("outputs"))
+            } ?: emptyMap()
+            return Artifact(file, record.getString("role"), signatures)
         }
     }
 

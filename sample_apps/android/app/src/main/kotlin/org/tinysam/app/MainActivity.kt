@@ -23,7 +23,7 @@ import org.tinysam.core.RgbImage
 import org.tinysam.core.Size
 import org.tinysam.core.bestMaskIndex
 import org.tinysam.core.encodePrompts
-import org.tinysam.core.preprocess
+import org.tinysam.core.preprocessPixels
 import java.util.concurrent.Executors
 
 /**
@@ -103,12 +103,12 @@ class MainActivity : Activity() {
         worker.execute { encode() }
     }
 
-    /** Preprocess (the same glue as the Python pipeline) and run the encoder once per photo. */
+    /** Preprocess (the same glue as the Python pipeline: resize, mean-padded NHWC pixels) and encode once per photo. */
     private fun encode() {
         val image = photo ?: return
         val model = runtime ?: return
         var start = System.nanoTime()
-        val input = preprocess(image, bundle!!.imgSize)
+        val input = preprocessPixels(image, bundle!!.imgSize)
         val preprocessMs = ms(start)
         start = System.nanoTime()
         embedding = model.encode(input)
@@ -122,7 +122,7 @@ class MainActivity : Activity() {
         val size = Size(image.height, image.width)
         try {
             var start = System.nanoTime()
-            val decoderPrompts = encodePrompts(prompts, size, bundle!!.imgSize, bundle!!.numPoints)
+            val decoderPrompts = encodePrompts(prompts, size, bundle!!.imgSize, model.numPoints)
             val output = model.decode(features, decoderPrompts)
             val decodeMs = ms(start)
             start = System.nanoTime()
@@ -143,8 +143,8 @@ class MainActivity : Activity() {
         val features = embedding ?: return@execute
         val size = Size(image.height, image.width)
         val start = System.nanoTime()
-        val generator = HierarchicalEverything(EverythingConfig(pointsPerBatch = bundle!!.everythingBatch),
-                                               model.batchDecoder(features), 2, bundle!!.imgSize)
+        val generator = HierarchicalEverything(EverythingConfig(pointsPerBatch = model.everythingBatch),
+                                               model.batchDecoder(features), model.everythingPoints, bundle!!.imgSize)
         val records = generator.generate(size) { done, planned -> show("everything: $done / $planned prompts") }
         val overlay = overlay(records.map { it.mask }, size)
         main.post { view.setOverlay(overlay) }

@@ -8,28 +8,71 @@ import org.tinysam.core.BatchDecoder
 import org.tinysam.core.DecoderOutput
 import org.tinysam.core.DecoderPrompts
 import org.tinysam.core.EncoderInput
+import org.tinysam.core.PAD_LABEL
 import java.io.Closeable
-import java.nio.FloatBuffer
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
 
 /** Where LiteRT runs the networks. NPU goes through NNAPI, which hands supported ops to the vendor's NPU driver. */
 enum class Accelerator { CPU, GPU, NPU }
 
 /**
- * The three LiteRT artifacts (encoder, interactive decoder, batched everything decoder) behind the
- * runner contract of the Python pipeline: tensors named as in the manifest, fixed shapes.
+ * One signature of an interpreter with float arrays in and out: each tensor is fed and read as the
+ * manifest lists it, float32 as is, int8 (w8a8) quantized with its scale and zero point.
  */
-// Flat arrays travel as FloatBuffers: LiteRT copies buffers by element count, arrays only by matching shape.
-private fun Map<String, FloatArray>.buffers(): Map<String, Any> = mapValues { FloatBuffer.wrap(it.value) }
+private class SignatureRunner(private val interpreter: Interpreter, val signature: Signature) {
+    fun run(inputs: Map<String, FloatArray>): Map<String, FloatArray> {
+        val missing = signature.inputs.keys - inputs.keys
+        if (missing.isNotEmpty()) throw ArtifactException("signature '${signature.key}' needs ${missing.joinToString()}")
+        val feed = inputs.mapValues { (name, values) -> pack(signature.input(name), values) }
+        val fetch = signature.outputs.mapValues { (_, spec) -> buffer(spec) }
+        interpreter.runSignature(feed, fetch, signature.key)
+        return fetch.mapValues { (name, buffer) -> unpack(signature.output(name), buffer) }
+    }
 
-class TinySamLiteRt(private val bundle: ArtifactBundle, accelerator: Accelerator) : Closeable {
+    private fun buffer(spec: TensorSpec): ByteBuffer =
+        ByteBuffer.allocateDirect(spec.elements * (if (spec.dtype == "int8") 1 else 4)).order(ByteOrder.nativeOrder())
+
+    private fun pack(spec: TensorSpec, values: FloatArray): ByteBuffer {
+        if (values.size != spec.elements) {
+            throw ArtifactException("'${spec.name}' of '${signature.key}' holds ${spec.shape.joinToString("x")} values, given ${values.size}")
+        }
+        val buffer = buffer(spec)
+        val q = spec.quantization
+        if (q == null) buffer.asFloatBuffer().put(values) else values.forEach { buffer.put(q.quantize(it)) }
+        buffer.rewind()
+        return buffer
+    }
+
+    private fun unpack(spec: TensorSpec, buffer: ByteBuffer): FloatArray {
+        buffer.rewind()
+        val q = spec.quantization ?: return FloatArray(spec.elements).also { buffer.asFloatBuffer().get(it) }
+        return FloatArray(spec.elements) { q.dequantize(buffer.get(it)) }
+    }
+}
+
+/**
+ * The artifacts of `convert --target tflite` behind the runner contract of the Python pipeline:
+ * encoder.tflite ('encode': NHWC RGB pixels 0-255, mean-padded, normalisation inside the model) and
+ * decoder.tflite, one interpreter with 'decode' (one prompt) and 'decode_batch' (everything mode).
+ * Shapes come from the manifest's signature specs.
+ */
+class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeable {
     private val delegates = ArrayList<Delegate>()
-    private val encoder = interpreter("encoder", accelerator)
-    private val decoder = interpreter("decoder", accelerator)
-    private val batchDecoder = interpreter("decoder_batch", accelerator)
-    private val embeddingSide = bundle.imgSize / 16
-    private val lowResSide = bundle.imgSize / 4
+    private val encoderInterpreter = interpreter(bundle, "encoder", accelerator)
+    private val decoderInterpreter = interpreter(bundle, "decoder", accelerator)
+    private val encoder = SignatureRunner(encoderInterpreter, bundle.artifacts.getValue("encoder").signature("encode"))
+    private val decoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode"))
+    private val batchDecoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode_batch"))
+    private val lowResSide = decoder.signature.output("low_res_masks").shape[3]
 
-    private fun interpreter(role: String, accelerator: Accelerator): Interpreter {
+    /** Points per prompt of 'decode' (prompts are padded to it). */
+    val numPoints: Int = decoder.signature.input("point_coords").shape[1]
+    /** Prompts per 'decode_batch' call and points per prompt (the grid point plus one padding point). */
+    val everythingBatch: Int = batchDecoder.signature.input("point_coords").shape[0]
+    val everythingPoints: Int = batchDecoder.signature.input("point_coords").shape[1]
+
+    private fun interpreter(bundle: ArtifactBundle, role: String, accelerator: Accelerator): Interpreter {
         val options = Interpreter.Options()
         when (accelerator) {
             Accelerator.CPU -> options.setNumThreads(4)  // XNNPACK is LiteRT's default CPU path
@@ -39,48 +82,35 @@ class TinySamLiteRt(private val bundle: ArtifactBundle, accelerator: Accelerator
         return Interpreter(bundle.map(role), options)
     }
 
-    /** (1, 3, S, S) normalised planar image -> (1, 256, S/16, S/16) embedding. An NHWC encoder input is fed transposed. */
-    fun encode(input: EncoderInput): FloatArray {
-        val spec = bundle.artifacts.getValue("encoder").inputs.first()
-        val s = input.side
-        val tensor = if (spec.shape.size == 4 && spec.shape[3] == 3) {
-            FloatArray(3 * s * s) { i -> input.tensor[(i % 3) * s * s + i / 3] }
-        } else input.tensor
-        val embedding = FloatArray(256 * embeddingSide * embeddingSide)
-        encoder.runSignature(mapOf(spec.name to tensor).buffers(), mapOf("image_embeddings" to embedding).buffers())
-        return embedding
+    /** [org.tinysam.core.preprocessPixels] output, (1, S, S, 3) pixels -> (1, 256, S/16, S/16) embedding. */
+    fun encode(input: EncoderInput): FloatArray = encoder.run(mapOf("image" to input.tensor)).getValue("image_embeddings")
+
+    private fun run(signature: SignatureRunner, embedding: FloatArray, coords: FloatArray, labels: FloatArray,
+                    prompts: Int): DecoderOutput {
+        val out = signature.run(mapOf(
+            "image_embeddings" to embedding, "point_coords" to coords, "point_labels" to labels,
+            "mask_input" to FloatArray(prompts * lowResSide * lowResSide), "has_mask_input" to FloatArray(prompts)))
+        return DecoderOutput(out.getValue("low_res_masks"), out.getValue("iou_predictions"), lowResSide)
     }
 
-    /** One prompt (points padded to the decoder's count) -> 3 low-res masks and their predicted IoU. */
-    fun decode(embedding: FloatArray, prompts: DecoderPrompts): DecoderOutput {
-        val lowRes = FloatArray(3 * lowResSide * lowResSide)
-        val iou = FloatArray(3)
-        decoder.runSignature(
-            mapOf("image_embeddings" to embedding, "point_coords" to prompts.coords, "point_labels" to prompts.labels,
-                  "mask_input" to FloatArray(lowResSide * lowResSide), "has_mask_input" to FloatArray(1)).buffers(),
-            mapOf("low_res_masks" to lowRes, "iou_predictions" to iou).buffers())
-        return DecoderOutput(lowRes, iou, lowResSide)
-    }
+    /** One prompt (points padded to [numPoints]) -> 3 low-res masks and their predicted IoU. */
+    fun decode(embedding: FloatArray, prompts: DecoderPrompts): DecoderOutput =
+        run(decoder, embedding, prompts.coords, prompts.labels, 1)
 
     /** Everything mode's decoder: fixed batch of single-point prompts; a short last batch is padded and trimmed. */
     fun batchDecoder(embedding: FloatArray): BatchDecoder = object : BatchDecoder {
         override fun decode(coords: FloatArray, labels: FloatArray, count: Int): DecoderOutput {
-            val batch = bundle.everythingBatch
+            val batch = everythingBatch
+            val padded = FloatArray(batch * everythingPoints) { if (it < labels.size) labels[it] else PAD_LABEL }
+            val out = run(batchDecoder, embedding, coords.copyOf(2 * batch * everythingPoints), padded, batch)
             val plane = lowResSide * lowResSide
-            val lowRes = FloatArray(batch * 3 * plane)
-            val iou = FloatArray(batch * 3)
-            batchDecoder.runSignature(
-                mapOf("image_embeddings" to embedding, "point_coords" to coords.copyOf(batch * coords.size / count),
-                      "point_labels" to labels.copyOf(batch * labels.size / count)).buffers(),
-                mapOf("low_res_masks" to lowRes, "iou_predictions" to iou).buffers())
-            return DecoderOutput(lowRes.copyOf(count * 3 * plane), iou.copyOf(count * 3), lowResSide)
+            return DecoderOutput(out.lowResLogits.copyOf(count * 3 * plane), out.iou.copyOf(count * 3), lowResSide)
         }
     }
 
     override fun close() {
-        encoder.close()
-        decoder.close()
-        batchDecoder.close()
+        encoderInterpreter.close()
+        decoderInterpreter.close()
         delegates.forEach { (it as? Closeable)?.close() }
     }
 }

@@ -11,7 +11,10 @@ const val MASK_THRESHOLD = 0.0f
 /** Height and width of an image (or of the image inside the padded square). */
 data class Size(val height: Int, val width: Int)
 
-/** The encoder input: (1, 3, side, side) planar float32, and the size of the image inside it. */
+/**
+ * The encoder input and the size of the image inside it: (1, 3, side, side) planar normalised floats
+ * from [preprocess], or (1, side, side, 3) RGB pixels from [preprocessPixels].
+ */
 class EncoderInput(val side: Int, val tensor: FloatArray, val inputSize: Size)
 
 /** (new_h, new_w) with the longest side = target, rounding as SAM does: int(old * scale + 0.5). */
@@ -41,6 +44,22 @@ fun normalizeAndPad(resized: RgbImage, target: Int): FloatArray {
 fun preprocess(image: RgbImage, target: Int): EncoderInput {
     val resized = resizeLongestSide(image, target)
     return EncoderInput(target, normalizeAndPad(resized, target), Size(resized.height, resized.width))
+}
+
+/** Resized RGB -> (1, target, target, 3) float32 pixels 0-255, PIXEL_MEAN bottom/right (encoders that normalise inside). */
+fun padPixels(resized: RgbImage, target: Int): FloatArray {
+    val out = FloatArray(3 * target * target) { PIXEL_MEAN[it % 3] }
+    for (y in 0 until resized.height) {
+        for (x in 0 until resized.width) {
+            for (c in 0 until 3) out[(y * target + x) * 3 + c] = resized.value(x, y, c).toFloat()
+        }
+    }
+    return out
+}
+
+fun preprocessPixels(image: RgbImage, target: Int): EncoderInput {
+    val resized = resizeLongestSide(image, target)
+    return EncoderInput(target, padPixels(resized, target), Size(resized.height, resized.width))
 }
 
 /** (x, y) pairs in original pixels -> the resized frame; numpy float32 times a scale cast to float32. */

@@ -54,6 +54,9 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
         assertEquals("input_size", size("input_size"), input.inputSize)
         // Float32 arithmetic in the same order as numpy: bit-identical.
         assertArrayEquals("encoder input", t.getValue("encoder_input").floats(), input.tensor, 0.0f)
+        val pixels = preprocessPixels(image, target)
+        assertEquals("input_size of the pixel input", size("input_size"), pixels.inputSize)
+        assertArrayEquals("NHWC mean-padded pixels", t.getValue("encoder_pixels").floats(), pixels.tensor, 0.0f)
     }
 
     private fun predict() {
