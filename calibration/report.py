@@ -10,11 +10,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
 from ..modeling.tinysam import TinySam
 from ..utils.prompts import pad_points
 from ..utils.transforms import MASK_THRESHOLD, upscale_logits
+from ..validation.metrics import mask_ious
 from .dataset import PromptedImage
 from .scales import OpScales, Quantizer, ScalesFile
 
@@ -55,14 +55,6 @@ def runner_predict(runner) -> PredictFn:
     return predict
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean HxW masks; two empty masks agree (1.0)."""
-    if not a.any() and not b.any():
-        return 1.0
-    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in (a, b)]
-    return float(mask_utils.iou([rles[0]], [rles[1]], [0])[0, 0])
-
-
 def _masks(logits: np.ndarray, sample: PromptedImage, img_size: int) -> np.ndarray:
     return upscale_logits(logits, sample.input_size, sample.original_size, img_size) > MASK_THRESHOLD
 
@@ -79,8 +71,8 @@ def fidelity(reference: PredictFn, candidates: dict[str, PredictFn], samples: li
             logits, iou = predict(*args)
             masks = _masks(logits, sample, img_size)
             for p in range(masks.shape[0]):
-                scores[name]["all"] += [mask_iou(masks[p, k], ref_masks[p, k]) for k in range(masks.shape[1])]
-                scores[name]["best"].append(mask_iou(masks[p, iou[p].argmax()], ref_masks[p, ref_iou[p].argmax()]))
+                scores[name]["all"] += mask_ious(masks[p], ref_masks[p]).tolist()
+                scores[name]["best"].append(float(mask_ious(masks[p, iou[p].argmax()][None], ref_masks[p, ref_iou[p].argmax()][None])[0]))
             scores[name]["mae"].append(float(np.abs(iou - ref_iou).mean()))
             progress()
     return {name: Fidelity(float(np.mean(s["all"])), float(np.mean(s["best"])), float(np.mean(s["mae"])),

@@ -6,6 +6,7 @@ from typing import Optional
 
 DEFAULT_NUM_POINTS = 8       # interactive decoder: several clicks + a box + padding
 DEFAULT_EVERYTHING_BATCH = 64  # batched decoder: single-point prompts per call in everything mode
+EVERYTHING_POINTS = 2  # each everything-mode prompt: the grid point plus the padding point SAM appends
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from ..errors import TinySamError
 from ..modeling import DecoderModule, TinySam
 from ..utils.transforms import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD
 from . import coreml_compression
-from .config import ConvertConfig
+from .config import EVERYTHING_POINTS, ConvertConfig
 from .coreml_package import import_coremltools, tensor_specs
 from . import export_modules
 from .export_modules import DECODER_OUTPUTS, ENCODER_OUTPUT
@@ -29,7 +29,6 @@ COMPUTE_PRECISIONS = ("fp16", "fp32")
 ENCODER_FILE = "encoder.mlpackage"
 DECODER_FILE = "decoder.mlpackage"
 BATCH_DECODER_FILE = "decoder_batch.mlpackage"
-EVERYTHING_POINTS = 2  # one point plus the padding point SAM appends when there is no box
 AUTHOR = "tinysam-mobile; TinySAM model by Shu et al. (Huawei Noah's Ark Lab)"
 LICENSE = "Apache-2.0"
 # uint8 pixel buffers cannot hold SAM's mean exactly: the nearest colour normalises to within 0.01 of 0.

@@ -8,7 +8,6 @@ pixels exactly in int8 (scale 1). Decoder: SAM's ONNX contract (see utils/prompt
 
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -81,11 +80,6 @@ class PromptDecoder(nn.Module):
         dense = self.prompt_encoder.embed_mask(mask_input, has_mask_input)
         masks, iou = self.mask_decoder(image_embeddings, self.image_pe, sparse, dense)
         return dict(zip(DECODER_OUTPUTS, (masks, iou)))
-
-
-def normalized_to_pixels(image: np.ndarray) -> np.ndarray:
-    """The Runner contract's (1, 3, S, S) normalised, zero-padded image -> (1, S, S, 3) pixels."""
-    return np.ascontiguousarray(image.transpose(0, 2, 3, 1) * PIXEL_STD + PIXEL_MEAN, dtype=np.float32)
 
 
 def decoder_sample_inputs(img_size: int, batch: int, num_points: int) -> dict[str, torch.Tensor]:

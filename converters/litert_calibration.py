@@ -11,9 +11,9 @@ import numpy as np
 
 from ..calibration.dataset import default_images, folder_images, sample_prompts
 from ..utils.prompts import PAD_LABEL
-from ..utils.transforms import preprocess
+from ..utils.amg import grid_in_pixels
+from ..utils.transforms import normalized_to_pixels, preprocess, resized_shape
 from .config import ConvertConfig
-from .export_modules import normalized_to_pixels
 
 DEFAULT_IMAGE_COUNT = 8  # TinySAM's paper calibrates on 8 images
 PROMPTS_PER_IMAGE = 6
@@ -32,12 +32,9 @@ def encoder_samples(images, img_size: int) -> list[Sample]:
     return [{"image": normalized_to_pixels(preprocess(rgb, img_size)[0])} for rgb, _ in images]
 
 
-def grid_points(batch: int, img_size: int, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def grid_points(batch: int, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Everything-mode prompts: `batch` points on a regular grid over the image, each padded by one point."""
-    side = int(np.ceil(np.sqrt(batch)))
-    h, w = input_size
-    xs, ys = np.meshgrid((np.arange(side) + 0.5) * w / side, (np.arange(side) + 0.5) * h / side)
-    points = np.stack([xs.ravel(), ys.ravel()], 1)[:batch]
+    points = grid_in_pixels(int(np.ceil(np.sqrt(batch))), input_size)[:batch]
     coords = np.zeros((batch, 2, 2), np.float32)
     coords[:, 0] = points
     labels = np.tile(np.array([[1.0, PAD_LABEL]], np.float32), (batch, 1))
@@ -59,8 +56,7 @@ def decoder_samples(images, embeddings: list[np.ndarray], config: ConvertConfig,
             single.append(sample)
             logits = run_decoder(sample)
             single.append({**sample, "mask_input": logits[:, :1], "has_mask_input": np.ones(1, np.float32)})
-        _, input_size = preprocess(rgb, img_size)
-        grid_coords, grid_labels = grid_points(config.everything_batch, img_size, input_size)
+        grid_coords, grid_labels = grid_points(config.everything_batch, resized_shape(*rgb.shape[:2], img_size))
         batched.append({"image_embeddings": embedding, "point_coords": grid_coords, "point_labels": grid_labels,
                         "mask_input": np.zeros((config.everything_batch, 1, low, low), np.float32),
                         "has_mask_input": np.zeros(config.everything_batch, np.float32)})

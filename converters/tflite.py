@@ -18,7 +18,7 @@ import torch
 from ..errors import TinySamError
 from ..modeling import TinySam
 from . import accelerators
-from .config import ConvertConfig
+from .config import EVERYTHING_POINTS, ConvertConfig
 from .export_modules import (DECODER_OUTPUTS, ENCODER_INPUT, PixelEncoder, PromptDecoder, decoder_sample_inputs,
                              export_copy)
 from .manifest import artifact_record, write_manifest
@@ -29,7 +29,6 @@ DECODER_FILE = "decoder.tflite"
 GPU_REPORT_FILE = "gpu_compatibility.txt"
 ENCODER_SIGNATURE = "encode"
 DECODER_SIGNATURES = ("decode", "decode_batch")
-EVERYTHING_POINTS = 2  # the grid point and one padding point, as SAM's predictor pads a point prompt
 PIXEL_RANGE = (0.0, 255.0)  # int8 scale 1: every 8-bit pixel value exactly representable
 
 FP16_RECIPE = [{

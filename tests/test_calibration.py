@@ -12,11 +12,11 @@ from tinysam_mobile.calibration.fakequant import fake_quant_model
 from tinysam_mobile.calibration.quantizers import (along_axis, expand_blocks, fake_quant_activation,
                                                    fake_quant_twin_gelu, fake_quant_twin_softmax,
                                                    fake_quant_uniform, fake_quant_weight)
-from tinysam_mobile.calibration.report import mask_iou
 from tinysam_mobile.calibration.scales import (OpScales, Quantizer, ScalesError, ScalesFile, load_scales,
                                                save_scales)
 from tinysam_mobile.calibration.search import _search_operand, search_op
 from tinysam_mobile.modeling.common import MatMul
+from tinysam_mobile.validation.metrics import mask_ious
 
 
 # --- quantizer formulas against hand-computed values ---------------------------------------------
@@ -211,8 +211,8 @@ def test_mask_iou_matches_hand_count():
     b = np.zeros((4, 4), bool)
     a[:2] = True   # 8 pixels
     b[1:3] = True  # 8 pixels, 4 shared
-    assert mask_iou(a, b) == pytest.approx(4 / 12)
-    assert mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+    assert mask_ious(a[None], b[None])[0] == pytest.approx(4 / 12)
+    assert mask_ious(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2), bool))[0] == 1.0
 
 
 # --- end to end on a small model -------------------------------------------------------------

@@ -233,14 +233,15 @@ def preprocess_case(image: np.ndarray, img_size: int) -> dict[str, np.ndarray]:
     runner = RecordingRunner(img_size, None, np.zeros(0, np.float32), np.zeros(0, np.float32))
     predictor = TinySamPredictor(runner)
     predictor.set_image(image)
+    resized = resize_longest_side(image, img_size)
     return {
         "image": image,
         "img_size": np.array(img_size, np.int32),
         "resized_shape": np.array(resized_shape(*image.shape[:2], img_size), np.int32),
-        "resized": resize_longest_side(image, img_size),
+        "resized": resized,
         "input_size": np.array(predictor.input_size, np.int32),
         "encoder_input": runner.encoder_input,
-        "encoder_pixels": pad_pixels(resize_longest_side(image, img_size), img_size),
+        "encoder_pixels": pad_pixels(resized, img_size),
     }
 
 

@@ -19,7 +19,7 @@ RECOVERY_IOU = 0.5  # a ground-truth object counts as recovered when some mask o
 @dataclass(frozen=True)
 class EverythingBenchmarkConfig:
     photos: tuple[str, ...] = PHOTOS  # scikit-image sample photos, by name
-    scenes: int = 2  # generated scenes from the held-out seed range (skipped if the generator is absent)
+    scenes: int = 2  # generated scenes from the held-out seed range
     scene_size: int = 512
     generator: EverythingConfig = EverythingConfig()
 
@@ -38,11 +38,9 @@ def benchmark_images(config: EverythingBenchmarkConfig) -> Iterator[tuple[str, n
 
     for name in config.photos:
         yield name, getattr(skimage.data, name)(), None
-    try:
-        from ..data import SceneConfig, generate_scene
-        from ..training.train import EVAL_SEED_START
-    except ImportError:  # a build without the scene generator benchmarks photos only
-        return
+    from ..data import SceneConfig, generate_scene
+    from ..training.train import EVAL_SEED_START
+
     for i in range(config.scenes):
         seed = EVAL_SEED_START + i
         scene = generate_scene(seed, SceneConfig(height=config.scene_size, width=config.scene_size))

@@ -47,6 +47,9 @@ def measure_torch(checkpoint: Optional[Path], runs: int = 5, threads: int = 2, b
 
     decoder_1 = median_seconds(lambda: decode(1), runs * 4)
     decoder_b = median_seconds(lambda: decode(batch), runs)
+    chunk, runner.decode_chunk = runner.decode_chunk, batch  # the same batch as one call, for comparison
+    decoder_one_call = median_seconds(lambda: decode(batch), runs)
+    runner.decode_chunk = chunk
     return {
         "machine": f"{platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}",
         "encoder_ms_median": round(encoder_s * 1000, 1),
@@ -54,6 +57,7 @@ def measure_torch(checkpoint: Optional[Path], runs: int = 5, threads: int = 2, b
         f"decoder_ms_batch_{batch}": round(decoder_b * 1000, 1),
         "decoder_ms_per_prompt_batched": round(decoder_b * 1000 / batch, 2),
         "decoder_chunk": runner.decode_chunk,
+        "decoder_ms_per_prompt_one_call": round(decoder_one_call * 1000 / batch, 2),
         "peak_rss_mb_before_model_run": round(rss_before, 1),
         "peak_rss_mb_after_encoder": round(rss_encoder, 1),
         "peak_rss_mb_total": round(peak_rss_mb(), 1),

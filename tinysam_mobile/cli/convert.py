@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..converters.config import DEFAULT_EVERYTHING_BATCH, DEFAULT_NUM_POINTS
 from ..errors import TinySamError
 from . import app
 from .options import CheckpointOption
@@ -23,9 +24,9 @@ def convert(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; replaced whole when the conversion "
                              "succeeds, untouched when it fails.", show_default=False),
     checkpoint: Optional[Path] = CheckpointOption,
-    num_points: int = typer.Option(8, help="Fixed point count of the interactive decoder (clicks + 2 box "
+    num_points: int = typer.Option(DEFAULT_NUM_POINTS, help="Fixed point count of the interactive decoder (clicks + 2 box "
                                    "corners + padding)."),
-    everything_batch: int = typer.Option(64, help="Prompts per call of the batched everything-mode decoder."),
+    everything_batch: int = typer.Option(DEFAULT_EVERYTHING_BATCH, help="Prompts per call of the batched everything-mode decoder."),
     scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate' for "
                                           "int8 / w8a8.", show_default=False),
     calibration_images: Optional[Path] = typer.Option(

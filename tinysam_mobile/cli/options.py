@@ -1,6 +1,5 @@
 """Parsing of the option strings the commands share (points, boxes) into numpy prompts."""
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -61,10 +60,3 @@ def parse_box(box: Optional[str]) -> Optional[np.ndarray]:
     if len(values) != 4:
         raise PromptError(f"malformed box {box!r}: expected X0,Y0,X1,Y1")
     return np.array(values, np.float32)
-
-
-def ensure_parent(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TinySamError(f"cannot create the folder for {path}: {exc.strerror}") from None

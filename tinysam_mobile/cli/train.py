@@ -57,7 +57,7 @@ def train(
     low-res logits as mask_input plus a correction click. Losses are SAM's: 20 x focal + dice (best of
     the three masks for single clicks, all three otherwise) and MSE of the IoU head against the true IoU.
 
-    Example (about 20 minutes on one modern GPU):
+    Example (sized for one modern GPU; not yet run by this project):
     tinysam-mobile train --device cuda --img-size 1024 --steps 3000 --batch-size 8 --prompts-per-image 16
     """
     import torch

@@ -10,7 +10,7 @@ import numpy as np
 from ..converters.manifest import load_manifest
 from ..errors import ArtifactError, TinySamError
 from ..utils.prompts import pad_points
-from ..utils.transforms import PIXEL_MEAN, PIXEL_STD
+from ..utils.transforms import normalized_to_pixels
 
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 
@@ -73,9 +73,8 @@ class CoreMLRunner:
                          for record in manifest["artifacts"]}
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        """The normalised, zero-padded image back to 0-255 RGB (zero padding becomes the mean colour)."""
-        pixels = image * PIXEL_STD.reshape(1, 3, 1, 1) + PIXEL_MEAN.reshape(1, 3, 1, 1)
-        return self.packages["encoder"].predict({"image": pixels.astype(np.float32)})["image_embeddings"]
+        pixels = normalized_to_pixels(image, channels_last=False)
+        return self.packages["encoder"].predict({"image": pixels})["image_embeddings"]
 
     def decode(self, embedding, point_coords, point_labels, mask_input, has_mask_input):
         point_coords = np.asarray(point_coords, np.float32)

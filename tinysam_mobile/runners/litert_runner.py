@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..converters.accelerators import check_integer_only
-from ..converters.export_modules import DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, normalized_to_pixels
+from ..converters.export_modules import DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from ..converters.manifest import load_manifest
 from ..errors import ArtifactError, TinySamError
+from ..utils.transforms import normalized_to_pixels
 from .batching import decode_in_batches
 
 DELEGATES = ("cpu", "npu-emulation")

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..converters.export_modules import DECODER_INPUTS, ENCODER_INPUT, normalized_to_pixels
+from ..converters.export_modules import DECODER_INPUTS, ENCODER_INPUT
 from ..converters.manifest import load_manifest
 from ..errors import ArtifactError
+from ..utils.transforms import normalized_to_pixels
 
 
 class OnnxRunner:

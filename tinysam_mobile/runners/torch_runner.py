@@ -10,7 +10,8 @@ from ..modeling import TinySam
 
 # The decoder's per-prompt cost grows with the batch on a CPU: each prompt carries its own 4096 image
 # tokens through the two-way transformer, and large batches of them fall out of cache. Measured on
-# 2 cores (seeded 1024 model): ~50-55 ms per prompt in chunks of 2-4, ~93 ms in one batch of 64.
+# 2 cores (seeded 1024 model, `tinysam-mobile benchmark`): ~44 ms per prompt in chunks of 4, ~100 ms
+# when the 64 prompts go in one call.
 DECODE_CHUNK = 4
 
 

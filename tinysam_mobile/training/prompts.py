@@ -76,8 +76,3 @@ def add_click(coords: np.ndarray, labels: np.ndarray, xy: np.ndarray, label: flo
     """Put a new click after the existing clicks (before any box corners or padding)."""
     at = int(np.sum((labels == 0) | (labels == 1)))
     return np.insert(coords, at, xy, axis=0), np.insert(labels, at, label)
-
-
-def pad(coords: np.ndarray, labels: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
-    return (np.concatenate([coords, np.zeros((extra, 2), np.float32)]),
-            np.concatenate([labels, np.full(extra, PAD_LABEL, np.float32)]))

@@ -19,6 +19,7 @@ from torch import nn
 from ..data import SceneConfig, generate_scene
 from ..modeling import TinySam, TinySamConfig
 from ..utils.files import atomic_path
+from ..utils.prompts import pad_points
 from ..utils.transforms import normalize_and_pad
 from . import prompts
 from .losses import prompt_losses
@@ -132,7 +133,7 @@ def _sample_groups(rng: np.random.Generator, config: TrainConfig, batch: Batch) 
                                  "ambiguous": kind == "point", "pad": extra_pad})
     for group in groups.values():
         for g in group:
-            g["coords"], g["labels"] = prompts.pad(g["coords"], g["labels"], g["pad"])
+            g["coords"], g["labels"] = pad_points(g["coords"], g["labels"], len(g["labels"]) + g["pad"])
     return [group for group in groups.values() if group]
 
 

@@ -45,6 +45,13 @@ def pad_pixels(resized: np.ndarray, target: int) -> np.ndarray:
     return out
 
 
+def normalized_to_pixels(image: np.ndarray, channels_last: bool = True) -> np.ndarray:
+    """The Runner contract's (1, 3, S, S) normalised, zero-padded image -> 0-255 RGB pixels (zero padding
+    becomes the mean colour), NHWC for LiteRT / ONNX encoders, NCHW for CoreML's image input."""
+    pixels = image * PIXEL_STD.reshape(1, 3, 1, 1) + PIXEL_MEAN.reshape(1, 3, 1, 1)
+    return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1) if channels_last else pixels, dtype=np.float32)
+
+
 def preprocess(image: np.ndarray, target: int) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 image -> (encoder input, (new_h, new_w) size of the image inside the padded square)."""
     if min(resized_shape(image.shape[0], image.shape[1], target)) == 0:

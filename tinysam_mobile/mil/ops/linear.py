@@ -44,7 +44,7 @@ def conv_padding(pad_type: str, pad, spatial: tuple, kernel: tuple, strides, dil
     return pairs
 
 
-def conv_settings(x, weight, strides, dilations):
+def conv_settings(x, strides, dilations):
     dims = x.ndim - 2
     strides = [1] * dims if strides is None else [int(s) for s in strides]
     dilations = [1] * dims if dilations is None else [int(d) for d in dilations]
@@ -53,7 +53,7 @@ def conv_settings(x, weight, strides, dilations):
 
 @register("conv")
 def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
-    dims, strides, dilations = conv_settings(x, weight, strides, dilations)
+    dims, strides, dilations = conv_settings(x, strides, dilations)
     pairs = conv_padding(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dilations)
     t = as_torch(x)
     if any(before != after for before, after in pairs):
@@ -69,7 +69,7 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="
                    dilations=None, groups=1):
     """The full transposed convolution, cropped by the padding, then fitted to output_shape if given
     (positions beyond the full result receive no input: only the bias)."""
-    dims, strides, dilations = conv_settings(x, weight, strides, dilations)
+    dims, strides, dilations = conv_settings(x, strides, dilations)
     full = CONV_TRANSPOSE[dims](as_torch(x), as_torch(weight), None, strides, 0, 0, int(groups), dilations)
     if pad_type == "same":  # output = input * stride; the smaller half of the crop goes first (TF's rule)
         crop = [(k - 1) * d + 1 - s for k, s, d in zip(weight.shape[2:], strides, dilations)]
