@@ -15,7 +15,7 @@ from rich.progress import Progress
 from torch import nn
 
 from ..errors import TinySamError
-from ..modeling import DecoderModule, TinySam
+from ..modeling import TinySam
 from ..utils.transforms import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD
 from . import coreml_compression
 from .config import EVERYTHING_POINTS, ConvertConfig
@@ -58,24 +58,63 @@ class PixelEncoder(export_modules.PixelEncoder):
         return self.embed(image)
 
 
-class EverythingDecoder(nn.Module):
-    """Many single-point prompts against one embedding, no mask prompt (everything mode).
+class DensePositionalEncoding(nn.Module):
+    """The prompt encoder's dense positional encoding (1, C, h, w), rebuilt inside the program.
 
-    coremltools folds constant subgraphs, also after compression passes, and the decoder expands the
-    positional encoding to the batch: tied to an input by a zero product, it stays one (1, C, h, w)
-    constant instead of B copies in the package. The no-mask embedding is added once, unexpanded.
+    As a constant it is C*h*w values (2.1 MB in fp16) that palettes leave alone. sin/cos of the grid
+    projection are separable, sin(a_x + a_y) = sin a_x cos a_y + cos a_x sin a_y (and cos alike), so
+    the package stores per-axis tables, C/2 x w and C/2 x h each, and the program multiplies them out
+    with mul/add in fp16. Max error of the encoding in an fp16 program (MIL interpreter, seeded
+    weights): these tables 1.1e-3, the fp16 constant 2.4e-4; sin/cos of the projection in fp16 3.1e-2
+    (arguments reach 33 rad, where fp16 steps are 0.03 rad), in fp32 2.5e-4 but float32 ops leave the
+    Neural Engine, which computes in fp16 only.
     """
+
+    def __init__(self, prompt_encoder) -> None:
+        super().__init__()
+        side = prompt_encoder.image_embedding_size
+        half = prompt_encoder.embed_dim // 2
+        with torch.no_grad():  # dense() at 1 row / column: the other coordinate is the centre, projected to 0
+            along_x, along_y = prompt_encoder.pe_layer.dense(1, side), prompt_encoder.pe_layer.dense(side, 1)
+        self.register_buffer("sin_x", along_x[:half].clone())  # (C/2, 1, w)
+        self.register_buffer("cos_x", along_x[half:].clone())
+        self.register_buffer("sin_y", along_y[:half].clone())  # (C/2, h, 1)
+        self.register_buffer("cos_y", along_y[half:].clone())
+
+    def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        # Tied to an input by a zero product: an all-constant chain is folded back into the (1, C, h, w)
+        # constant by coremltools (and, in the batched decoder, expanded to the batch).
+        zero = image_embeddings[0, :1, :1, :1] * 0.0
+        sin_x, cos_x = self.sin_x + zero, self.cos_x + zero
+        sin = sin_x * self.cos_y + cos_x * self.sin_y
+        cos = cos_x * self.cos_y - sin_x * self.sin_y
+        return torch.cat([sin, cos], dim=0).unsqueeze(0)
+
+
+class Decoder(nn.Module):
+    """TinySam.decode (the interactive decoder's contract) with the positional encoding computed in-graph."""
 
     def __init__(self, model: TinySam) -> None:
         super().__init__()
-        self.model = model
+        self.model = model  # the attribute name is part of the exported weight names (coreml_compression)
+        self.dense_pe = DensePositionalEncoding(model.prompt_encoder)
+
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        prompts = self.model.prompt_encoder
+        sparse = prompts.embed_points(point_coords, point_labels)
+        dense = prompts.embed_mask(mask_input, has_mask_input)
+        return self.model.mask_decoder(image_embeddings, self.dense_pe(image_embeddings), sparse, dense)
+
+
+class EverythingDecoder(Decoder):
+    """Many single-point prompts against one embedding, no mask prompt (everything mode); the
+    no-mask embedding is added once, unexpanded."""
 
     def forward(self, image_embeddings, point_coords, point_labels):
         prompts = self.model.prompt_encoder
         sparse = prompts.embed_points(point_coords, point_labels)
         no_mask = prompts.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        image_pe = prompts.dense_pe() + 0.0 * image_embeddings[:, :1]
-        return self.model.mask_decoder(image_embeddings, image_pe, sparse, no_mask)
+        return self.model.mask_decoder(image_embeddings, self.dense_pe(image_embeddings), sparse, no_mask)
 
 
 def deployment_target(ct, precision: str):
@@ -102,7 +141,7 @@ def example_inputs(model: TinySam, config: ConvertConfig) -> dict[str, dict[str,
 
 PARTS = {  # role: (file, wrapper, output names); tensor names shared with the LiteRT / ONNX contract
     "encoder": (ENCODER_FILE, PixelEncoder, [ENCODER_OUTPUT]),
-    "decoder": (DECODER_FILE, DecoderModule, list(DECODER_OUTPUTS)),
+    "decoder": (DECODER_FILE, Decoder, list(DECODER_OUTPUTS)),
     "decoder_batch": (BATCH_DECODER_FILE, EverythingDecoder, list(DECODER_OUTPUTS)),
 }
 

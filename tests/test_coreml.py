@@ -14,7 +14,7 @@ import torch
 
 from tinysam_mobile.checkpoint import SEEDED_WEIGHTS_SEED, seeded_model
 from tinysam_mobile.converters.manifest import load_manifest
-from tinysam_mobile.modeling import DecoderModule, TinySamConfig
+from tinysam_mobile.modeling import TinySamConfig
 from tinysam_mobile.utils.transforms import PIXEL_MEAN, PIXEL_STD
 
 from conftest import COREML_TEST_BATCH
@@ -228,7 +228,7 @@ def test_int8_is_half_the_fp16_size(coreml_int8_dir, coreml_fp16_dir):
 # ---------------------------------------------------------------- torch wrappers
 
 def test_wrappers_match_the_model(small_model):
-    from tinysam_mobile.converters.coreml import EverythingDecoder, PixelEncoder
+    from tinysam_mobile.converters.coreml import Decoder, DensePositionalEncoding, EverythingDecoder, PixelEncoder
 
     pixels = torch.rand(1, 3, 256, 256) * 255
     normalised = (pixels - torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)) / torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
@@ -236,12 +236,51 @@ def test_wrappers_match_the_model(small_model):
         torch.testing.assert_close(PixelEncoder(small_model)(pixels), small_model.encode(normalised),
                                    rtol=1e-4, atol=1e-4)
         embedding = torch.randn(1, 256, 16, 16)
+        torch.testing.assert_close(DensePositionalEncoding(small_model.prompt_encoder)(embedding),
+                                   small_model.prompt_encoder.dense_pe(), rtol=0, atol=1e-5)
         coords = torch.rand(5, 2, 2) * 256
         labels = torch.tensor([[1.0, -1.0]]).repeat(5, 1)
-        got = EverythingDecoder(small_model)(embedding, coords, labels)
-        want = small_model.decode(embedding, coords, labels, torch.zeros(5, 1, 64, 64), torch.zeros(5))
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+        mask_input, has_mask = torch.randn(5, 1, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0])
+        checks = [(EverythingDecoder(small_model)(embedding, coords, labels),
+                   small_model.decode(embedding, coords, labels, torch.zeros(5, 1, 64, 64), torch.zeros(5))),
+                  (Decoder(small_model)(embedding, coords, labels, mask_input, has_mask),
+                   small_model.decode(embedding, coords, labels, mask_input, has_mask))]
+    for got, want in checks:
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+def layer_weight_ops(program):
+    """Names of the const / constexpr ops that make up a conv, linear or deconv weight."""
+    names = set()
+    for op in program_ops(program, ("conv", "linear", "conv_transpose")):
+        names.add(op.weight.op.name)
+        names.update(v.op.name for v in op.weight.op.inputs.values() if v.op is not None)  # constexpr codes, LUTs
+    return names
+
+
+PE_TABLE_ELEMENTS = 128 * 64  # sin or cos of one axis: half the channels x the 64 cells
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["coreml_fp16_dir", "coreml_int8_dir"])
+@pytest.mark.parametrize("file", ["decoder.mlpackage", "decoder_batch.mlpackage"])
+def test_decoders_compute_the_positional_encoding_in_graph(request, fixture, file):
+    """Issue 6: no (1, 256, 64, 64) positional encoding (1M values) stored in the decoders; only per-axis
+    sin/cos tables, float16 also in int8 packages, besides the layer weights."""
+    program = program_of(request.getfixturevalue(fixture) / file)
+    layer = layer_weight_ops(program)
+    # Known and left: MaskDecoder expands its 5 output tokens to the batch, which coremltools folds
+    # into a (B, 5, 256) constant of the batched decoder (160 KB in fp16 at the shipped B = 64).
+    tokens = (COREML_TEST_BATCH, 5, 256)
+    others = {op.name: op.outputs[0] for op in program_ops(program)
+              if (op.op_type == "const" or op.op_type.startswith("constexpr")) and op.name not in layer
+              and tuple(op.outputs[0].shape) != tokens}
+    sizes = {name: int(np.prod(var.shape)) for name, var in others.items()}
+    assert max(sizes.values()) == PE_TABLE_ELEMENTS, sorted(sizes.items(), key=lambda item: -item[1])[:5]
+    tables = {name: var for name, var in others.items() if sizes[name] == PE_TABLE_ELEMENTS}
+    assert sorted(tuple(var.shape) for var in tables.values()) == [(128, 1, 64)] * 2 + [(128, 64, 1)] * 2
+    assert {ct.converters.mil.mil.types.builtin_to_string(var.dtype) for var in tables.values()} == {"fp16"}
 
 
 # ---------------------------------------------------------------- scales file, w8a8, palettes (small, decoder only)
@@ -280,7 +319,7 @@ def w8a8_decoder(tmp_path_factory, small_model):
     config = ConvertConfig(target="coreml", precision="w8a8", num_points=4, scales=path)
     plan = coreml_compression.plan_for(small_model, config, "test-sha")
     samples = coreml.example_inputs(small_model, config)["decoder"]
-    mlmodel = coreml.convert_part(ct, DecoderModule(plan.model), samples,
+    mlmodel = coreml.convert_part(ct, coreml.Decoder(plan.model), samples,
                                   ["low_res_masks", "iou_predictions"], "w8a8", "fp16")
     mlmodel, report = coreml_compression.compress(plan, mlmodel, "decoder")
     return program_of_model(mlmodel), ops, report
@@ -387,8 +426,7 @@ def test_inspect_reports_int8_weights(coreml_int8_dir):
     assert report["op_histogram"]["constexpr_affine_dequantize"] == len(report["compressed_weights"])
     layer_weights = [w for w in report["compressed_weights"] if w["weight"].startswith("p_")]
     assert len(layer_weights) > 40 and {(w["bits"], w["granularity"]) for w in layer_weights} == {(8, "per_channel")}
-    others = [w for w in report["compressed_weights"] if not w["weight"].startswith("p_")]
-    assert [(w["shape"], w["granularity"]) for w in others] == [([1, 4096, 256], "per_tensor")]  # positional encoding
+    assert all(w["weight"].startswith("p_") for w in report["compressed_weights"])  # PE tables stay float16
     assert report["accelerator_risks"] == []
     assert report["weight_report"] and all(r["relative_rms_error"] < 0.01 for r in report["weight_report"])
     text = run_cli("inspect", coreml_int8_dir / "encoder.mlpackage")

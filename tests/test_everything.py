@@ -3,9 +3,12 @@
 Most tests drive the generators with a scripted runner whose masks are known exactly (the region of a
 label map under the clicked point), so every expectation is computed by hand or with plain torch ops.
 The real network (seeded, img_size 256) checks that batching and filtering on low-res outputs give the
-same result as the straightforward order: upsample every mask first, then filter.
+same result as the straightforward order: upsample every mask first, then filter; and that PyTorch's
+screened path (IoUs of every prompt without masks, full decodes only where a mask can pass) gives the
+records of the plain path.
 """
 
+import copy
 import json
 
 import numpy as np
@@ -16,6 +19,7 @@ from pycocotools import mask as mask_utils
 
 from tinysam_mobile import EverythingConfig, TinySamDenseMaskGenerator, TinySamHierarchicalMaskGenerator
 from tinysam_mobile.errors import TinySamError
+from tinysam_mobile.modeling.iou_only import IouOnlyDecoder
 from tinysam_mobile.runners import TorchRunner
 from tinysam_mobile.utils.transforms import apply_coords, preprocess
 
@@ -231,7 +235,9 @@ def test_generator_equals_straightforward_order_on_the_network(small_model, phot
     assert len(records) == len(expected)
     for record, (mask, iou, stability, point) in zip(records, expected):
         np.testing.assert_array_equal(record["segmentation"], mask)
-        assert record["predicted_iou"] == iou
+        # TorchRunner decodes only the prompts its IoU screen passes, so in other chunks than one call of
+        # all 64: float32 differences of ~1e-7.
+        assert record["predicted_iou"] == pytest.approx(iou, abs=1e-6)
         assert record["stability_score"] == pytest.approx(stability, rel=1e-6)
         np.testing.assert_allclose(record["point_coords"][0], point)
 
@@ -249,6 +255,90 @@ def test_network_on_tiny_and_blank_images(small_model, shape):
             assert record["area"] == record["segmentation"].sum()
     blank = TinySamHierarchicalMaskGenerator(small_model, points_per_side=4).generate(np.full(shape, 128, np.uint8))
     assert blank == []  # seeded weights predict IoU ~0.1: nothing passes the default 0.88
+
+
+# --- PyTorch's screened path: IoUs without masks, then full decodes of the prompts that can pass ----
+
+class PlainRunner:
+    """TorchRunner behind the bare Runner interface (no decode_filtered): the straightforward path."""
+
+    def __init__(self, runner):
+        self.runner, self.name, self.img_size, self.num_points = runner, "plain", runner.img_size, None
+        self.batch_size = runner.batch_size
+
+    def encode(self, image):
+        return self.runner.encode(image)
+
+    def decode(self, *inputs):
+        return self.runner.decode(*inputs)
+
+
+def random_prompts(rng, count, side):
+    """Prompts of 1 to 4 points with every label (-1 padding, 0, 1, box corners 2 / 3)."""
+    points = int(rng.integers(1, 5))
+    coords = torch.from_numpy((rng.random((count, points, 2)) * side).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(-1, 4, (count, points)).astype(np.float32))
+    return coords, labels
+
+
+@pytest.mark.parametrize("weight_scale, tolerance", [(1.0, 1e-6), (3.0, 5e-5)])
+def test_iou_only_decoder_equals_the_decoder(small_model, weight_scale, tolerance):
+    model = copy.deepcopy(small_model)
+    with torch.no_grad():  # x3: IoU outputs spanning several units, unlike the seeded ~0.1
+        for name, parameter in model.mask_decoder.named_parameters():
+            if parameter.dim() == 2 and "token" not in name:
+                parameter.mul_(weight_scale)
+    rng = np.random.default_rng(0)
+    embedding = torch.from_numpy(rng.standard_normal((1, 256, 16, 16)).astype(np.float32) * 3)
+    screen = IouOnlyDecoder(model, embedding)
+    for _ in range(3):
+        coords, labels = random_prompts(rng, 6, 256)
+        with torch.inference_mode():
+            _, expected = model.decode(embedding, coords, labels, torch.zeros(6, 1, 64, 64), torch.zeros(6))
+        got = screen(coords, labels)
+        assert got.shape == (6, 3) and float(expected.abs().max()) > 10 * tolerance
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=tolerance)
+
+
+def test_decode_filtered_keeps_every_prompt_decode_would_pass(small_model):
+    runner = TorchRunner(small_model)
+    rng = np.random.default_rng(1)
+    embedding = rng.standard_normal((1, 256, 16, 16)).astype(np.float32)
+    n = 40
+    coords = np.zeros((n, 2, 2), np.float32)
+    coords[:, 0] = rng.random((n, 2)) * 256
+    labels = np.tile(np.array([[1.0, -1.0]], np.float32), (n, 1))
+    low_res, iou = runner.decode(embedding, coords, labels, np.zeros((n, 1, 64, 64), np.float32),
+                                 np.zeros(n, np.float32))
+    threshold = float(np.median(iou.max(1)))
+    index, low_res_kept, iou_kept = runner.decode_filtered(embedding, coords, labels, threshold)
+    passing = np.flatnonzero(iou.max(1) > threshold)
+    assert set(passing) <= set(index) and len(index) < n
+    assert (iou[np.setdiff1d(np.arange(n), index)] <= threshold).all()
+    np.testing.assert_allclose(low_res_kept, low_res[index], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(iou_kept, iou[index], rtol=0, atol=1e-6)
+
+    index, low_res_kept, iou_kept = runner.decode_filtered(embedding, coords, labels, float(iou.max()) + 0.1)
+    assert index.shape == (0,) and low_res_kept.shape == (0, 3, 64, 64) and iou_kept.shape == (0, 3)
+
+
+@pytest.mark.parametrize("generator", [TinySamHierarchicalMaskGenerator, TinySamDenseMaskGenerator])
+def test_screened_generator_gives_the_plain_records(small_model, photo, generator):
+    image = photo[::2, ::2]
+    # Thresholds at which seeded weights keep some masks and drop others (IoUs ~0.04-0.17).
+    options = dict(points_per_side=12, pred_iou_thresh=0.1, stability_score_thresh=0.6, stability_score_offset=0.01,
+                   box_nms_thresh=1.0, high_score_thresh=0.05)
+    screened = generator(TorchRunner(small_model), **options)
+    plain = generator(PlainRunner(TorchRunner(small_model)), **options)
+    records, expected = screened.generate(image), plain.generate(image)
+    assert screened.stats.prompts_per_round == plain.stats.prompts_per_round
+    assert 0 < screened.stats.prompts_with_masks < plain.stats.prompts_with_masks == plain.stats.prompts
+    assert len(records) == len(expected) > 20
+    for record, reference in zip(records, expected):
+        np.testing.assert_array_equal(record["segmentation"], reference["segmentation"])
+        assert record["predicted_iou"] == pytest.approx(reference["predicted_iou"], abs=1e-6)
+        assert record["stability_score"] == pytest.approx(reference["stability_score"], abs=1e-6)
+        assert record["point_coords"] == reference["point_coords"] and record["bbox"] == reference["bbox"]
 
 
 # --- the embedded demo model on held-out generated scenes ------------------------------------------

@@ -8,7 +8,9 @@ confident masks cover (logit > high_score_thresh) and decodes only the uncovered
 
 Speed without changing results: the IoU filter runs on the decoder's outputs before any mask is
 upsampled (it does not depend on the masks), so only survivors are upsampled, scored and kept, as
-run-length encodings. Stability stays on the upsampled logits, where SAM computes it.
+run-length encodings. Stability stays on the upsampled logits, where SAM computes it. A runner with
+`decode_filtered` (PyTorch) goes further: it predicts the IoUs of every prompt without computing masks
+and decodes in full only the prompts some of whose masks can pass.
 """
 
 import time
@@ -94,6 +96,7 @@ class GenerateStats:
 
     prompts_per_round: list[int] = field(default_factory=list)
     decoder_calls: int = 0
+    prompts_with_masks: int = 0  # prompts whose masks were decoded (runners with decode_filtered skip the rest)
     encode_s: float = 0.0
     masks_s: float = 0.0  # decoding, filtering and encoding the masks
     total_s: float = 0.0
@@ -164,15 +167,22 @@ class _MaskGenerator:
         labels = np.full((n, num_points), PAD_LABEL, np.float32)
         labels[:, 0] = 1.0
         low_res_side = predictor.embedding.shape[-1] * 4
-        low_res, iou = runner.decode(predictor.embedding, coords, labels,
-                                     np.zeros((n, 1, low_res_side, low_res_side), np.float32),
-                                     np.zeros(n, np.float32))
+        decode_filtered = getattr(runner, "decode_filtered", None)
+        if decode_filtered is not None and cfg.pred_iou_thresh > 0:
+            # The runner leaves out prompts whose every mask fails the IoU filter, without their masks.
+            index, low_res, iou = decode_filtered(predictor.embedding, coords, labels, cfg.pred_iou_thresh)
+            points = points[index]
+        else:
+            low_res, iou = runner.decode(predictor.embedding, coords, labels,
+                                         np.zeros((n, 1, low_res_side, low_res_side), np.float32),
+                                         np.zeros(n, np.float32))
         self.stats.decoder_calls += 1
+        self.stats.prompts_with_masks += len(points)
 
         # Masks in prompt-major order (3 per prompt); the IoU filter needs no upsampled mask.
+        mask_points = np.repeat(points, iou.shape[1], axis=0)
         low_res = low_res.reshape(-1, low_res_side, low_res_side)
         iou = iou.reshape(-1)
-        mask_points = np.repeat(points, iou.size // n, axis=0)
         keep = np.flatnonzero(iou > cfg.pred_iou_thresh) if cfg.pred_iou_thresh > 0 else np.arange(iou.size)
 
         h, w = predictor.original_size

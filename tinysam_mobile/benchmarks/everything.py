@@ -54,6 +54,7 @@ def run_mode(generator, image: np.ndarray, on_progress: Callable[[int, int], Non
         "prompts": stats.prompts,
         "prompts_per_round": stats.prompts_per_round,
         "decoder_calls": stats.decoder_calls,
+        "prompts_with_masks": stats.prompts_with_masks,
         "wall_s": round(stats.total_s, 3),
         "cpu_s": round(stats.cpu_s, 3),
         "encode_s": round(stats.encode_s, 3),

@@ -13,6 +13,10 @@ class Runner(Protocol):
       or None when any count is accepted.
     - batch_size: how many prompts one decoder call evaluates at best; decode() accepts any
       batch and splits or pads internally, so this is only a hint for everything mode.
+
+    Optional: decode_filtered(embedding, point_coords, point_labels, iou_threshold) -> (indices, low-res
+    logits, IoUs) decodes only the prompts (no mask input) some of whose masks predict IoU above the
+    threshold, with decode()'s outputs for them; everything mode uses it when present (TorchRunner).
     """
 
     name: str
