@@ -21,23 +21,41 @@ DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_inpu
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
 
 
+def rsqrt_normalize(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
+    """(x - mean) * rsqrt(var + eps) over `dim`, written with the ops XNNPACK runs in int8 on the full-size
+    tensors (SUB, MUL, MEAN): only the per-position ADD eps and RSQRT are left to LiteRT's own kernels."""
+    centred = x - x.mean(dim, keepdim=True)
+    return centred * torch.rsqrt((centred * centred).mean(dim, keepdim=True) + eps)
+
+
 class RsqrtLayerNorm2d(LayerNorm2d):
-    """LayerNorm2d as (x - mean) * rsqrt(var + eps): the same values, but an int8 graph has no DIV whose
-    quantized denominator can round to zero (LiteRT's int8 DIV refuses it), e.g. on an all-zero mask prompt."""
+    """LayerNorm2d through rsqrt_normalize: the same values, but an int8 graph has no DIV whose quantized
+    denominator can round to zero (LiteRT's int8 DIV refuses it), e.g. on an all-zero mask prompt."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        centred = x - mean
-        x = centred * torch.rsqrt((centred * centred).mean(1, keepdim=True) + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        return self.weight[:, None, None] * rsqrt_normalize(x, 1, self.eps) + self.bias[:, None, None]
 
 
-def export_copy(model: TinySam) -> TinySam:
-    """A copy of the model with export-friendly modules swapped in (same weights, same function)."""
+class RsqrtLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm (last axis) through rsqrt_normalize. litert-torch lowers nn.LayerNorm to
+    SQUARED_DIFFERENCE and a SUB from a constant, which XNNPACK does not take in int8: each TinyViT
+    LayerNorm then moved two full-size tensors out of the full-integer encoder's XNNPACK graph."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rsqrt_normalize(x, -1, self.eps) * self.weight + self.bias
+
+
+def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False) -> TinySam:
+    """A copy of the model with export-friendly modules swapped in (same weights, same function).
+    rsqrt_encoder_norms (LiteRT): TinyViT's nn.LayerNorms as RsqrtLayerNorm; ONNX keeps its fused
+    LayerNormalization."""
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         if type(module) is LayerNorm2d:
             module.__class__ = RsqrtLayerNorm2d
+    for module in model.image_encoder.modules() if rsqrt_encoder_norms else ():
+        if type(module) is nn.LayerNorm:
+            module.__class__ = RsqrtLayerNorm
     return model
 
 
@@ -65,20 +83,27 @@ class PixelEncoder(nn.Module):
 
 
 class PromptDecoder(nn.Module):
-    """TinySam.decode with the dense positional encoding stored as a constant: exported graphs
-    otherwise recompute its 64x64 sin/cos grid on every call (and integer quantization trips on it)."""
+    """TinySam.decode behind SAM's ONNX contract.
 
-    def __init__(self, model: TinySam) -> None:
+    stored_pe: the dense positional encoding (1 x 256 x 64 x 64, 4 MB) is a constant of the graph.
+    LiteRT needs that (its graphs would otherwise recompute the sin/cos grid on every call, and
+    integer quantization trips on it). ONNX does not: ONNX Runtime folds the small sin/cos subgraph
+    into a constant when the session loads, so the file stays 4 MB smaller."""
+
+    def __init__(self, model: TinySam, stored_pe: bool = True) -> None:
         super().__init__()
         self.prompt_encoder = model.prompt_encoder
         self.mask_decoder = model.mask_decoder
-        with torch.no_grad():
-            self.register_buffer("image_pe", model.prompt_encoder.dense_pe().clone())
+        self.stored_pe = stored_pe
+        if stored_pe:
+            with torch.no_grad():
+                self.register_buffer("image_pe", model.prompt_encoder.dense_pe().clone())
 
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
         dense = self.prompt_encoder.embed_mask(mask_input, has_mask_input)
-        masks, iou = self.mask_decoder(image_embeddings, self.image_pe, sparse, dense)
+        image_pe = self.image_pe if self.stored_pe else self.prompt_encoder.dense_pe()
+        masks, iou = self.mask_decoder(image_embeddings, image_pe, sparse, dense)
         return dict(zip(DECODER_OUTPUTS, (masks, iou)))
 
 

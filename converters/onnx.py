@@ -34,9 +34,14 @@ def _tensor_specs(path: Path) -> dict[str, Any]:
 
 
 def _export(module: torch.nn.Module, kwargs: dict, path: Path, input_names, output_names, dynamic_shapes=None) -> None:
-    torch.onnx.export(module, (), str(path), kwargs=kwargs, input_names=list(input_names),
-                      output_names=list(output_names), dynamic_shapes=dynamic_shapes, opset_version=OPSET,
-                      dynamo=True, external_data=False, verbose=False)
+    from onnx_ir.passes.common import DeduplicateInitializersPass
+
+    program = torch.onnx.export(module, (), kwargs=kwargs, input_names=list(input_names),
+                                output_names=list(output_names), dynamic_shapes=dynamic_shapes, opset_version=OPSET,
+                                dynamo=True, verbose=False)
+    # Every TinyViT block of a stage holds the same relative-offset table; store it once.
+    DeduplicateInitializersPass(size_limit=1 << 20)(program.model)
+    program.save(str(path), external_data=False)
 
 
 def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:
@@ -53,7 +58,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         prompts, points = Dim("prompts", min=1, max=1024), Dim("points", min=1, max=64)
         dynamic = {"image_embeddings": None, "point_coords": {0: prompts, 1: points},
                    "point_labels": {0: prompts, 1: points}, "mask_input": {0: prompts}, "has_mask_input": {0: prompts}}
-        _export(PromptDecoder(model).eval(), decoder_sample_inputs(size, 2, config.num_points),
+        _export(PromptDecoder(model, stored_pe=False).eval(), decoder_sample_inputs(size, 2, config.num_points),
                 work_dir / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, dynamic)
         if config.precision == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic

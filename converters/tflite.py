@@ -5,7 +5,10 @@ signatures sharing one set of weights: 'decode' (one prompt of config.num_points
 'decode_batch' (config.everything_batch prompts of 2 points each, for everything mode). Precisions:
 fp32; fp16 (weights stored as float16); int8 (dynamic range: int8 weights, float activations);
 w8a8 (every op integer, int8 inputs and outputs, activation ranges calibrated on real photos and
-generated scenes, then checked op by op).
+generated scenes, then checked op by op; int16 where a softmax spans the image; with --scales, TinySAM
+PTQ weight grids and activation ranges, see litert_scales); int8-xnnpack (the fastest on CPU: the encoder
+calibrated int8 like w8a8 except GELU, softmax, attention matmuls and LayerNorms, which stay float, so
+XNNPACK runs all of it as one partition; the decoder as int8).
 """
 
 import tempfile
@@ -15,27 +18,44 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..calibration.scales import ScalesFile
 from ..errors import TinySamError
 from ..modeling import TinySam
-from . import accelerators
+from . import accelerators, litert_scales
 from .config import EVERYTHING_POINTS, ConvertConfig
 from .export_modules import (DECODER_OUTPUTS, ENCODER_INPUT, PixelEncoder, PromptDecoder, decoder_sample_inputs,
                              export_copy)
-from .manifest import artifact_record, write_manifest
+from .manifest import artifact_record, path_sha256, write_manifest
 
-PRECISIONS = ("fp32", "fp16", "int8", "w8a8")
+PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "int8-xnnpack")
 ENCODER_FILE = "encoder.tflite"
 DECODER_FILE = "decoder.tflite"
 GPU_REPORT_FILE = "gpu_compatibility.txt"
 ENCODER_SIGNATURE = "encode"
 DECODER_SIGNATURES = ("decode", "decode_batch")
 PIXEL_RANGE = (0.0, 255.0)  # int8 scale 1: every 8-bit pixel value exactly representable
+# int8 scale 1/2, zero point 0: every point label (-1..3) exact. The prompt encoder tests labels with
+# EQUAL; on the calibrated range [-1, 3] (scale 4/255, zero point -64) only 0 was exact, so every padding,
+# positive and box-corner test failed. (Scale 1 would do too, but LiteRT's int8 EQUAL aborts on a scale >= 1.)
+LABEL_RANGE = (-64.0, 63.5)
+# has_mask_input is a 0/1 flag: calibrated, the everything-mode signature (never given a mask prompt)
+# saw only 0 and its scale collapsed to 4e-12, so a 1 would have read as 0.
+FIXED_DECODER_RANGES = {"point_labels": LABEL_RANGE, "has_mask_input": (0.0, 1.0)}
 
 FP16_RECIPE = [{
     "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
     "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
                   "compute_precision": "FLOAT", "explicit_dequantize": True},
 }]
+
+WIDE_SOFTMAX = 128  # entries above which an int8 softmax (output step 1/256) cannot hold a spread-out row
+# int8-xnnpack keeps these float ((scope regex, op); litert-torch names tensors by module path). XNNPACK
+# (ai-edge-litert 2.3) has no int8 GELU, SOFTMAX, RSQRT, or BATCH_MATMUL of two activations (test_tflite.py
+# checks each on a one-op model). Accuracy agrees: encoder embedding cosine to fp32 (seeded weights, worst
+# of 2 held-out images) 0.991 with the four float; 0.960 with GELU or SOFTMAX int8, 0.986 with LayerNorm
+# int8 (its statistics square centred values on one per-tensor grid); 0.955 for full-integer w8a8.
+XNNPACK_FLOAT_OPS = (("LayerNorm", "*"), (".*", "GELU"), (".*", "SOFTMAX"), (".*", "BATCH_MATMUL"))
+MAX_XNNPACK_PASSES = 4  # quantize, move what XNNPACK still leaves to LiteRT to float, until nothing new
 
 # Float exports by (checkpoint, shapes): converting several precisions in one process exports once.
 _float_exports: dict[tuple, tuple[bytes, bytes]] = {}
@@ -54,7 +74,7 @@ def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, 
     key = (checkpoint_sha256, size, config.num_points, config.everything_batch)
     if key in _float_exports:
         return _float_exports[key]
-    model = export_copy(model)
+    model = export_copy(model, rsqrt_encoder_norms=True)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         progress("exporting the encoder (litert-torch)")
         encoder = litert_torch.signature(ENCODER_SIGNATURE, PixelEncoder(model).eval(),
@@ -76,6 +96,64 @@ def _quantize(float_model: bytes, recipe, calibration: "dict[str, Any] | None" =
 
     q = quantizer.Quantizer(bytearray(float_model), recipe)
     return bytes(q.quantize(calibration, enable_progress_report=False).quantized_model)
+
+
+def _float_rule(regex: str, operation: str = "*") -> dict[str, Any]:
+    """Recipe entry leaving the matching ops (scope regex, op name) unquantized."""
+    return {"regex": regex, "operation": operation, "algorithm_key": "no_quantize", "op_config": {}}
+
+
+def int8_recipe() -> list:
+    """Dynamic range (int8 weights; XNNPACK quantizes activations per row at run time), except depthwise
+    convolutions: XNNPACK has no dynamic-range depthwise kernel and left each one (13 in the encoder) to
+    LiteRT's hybrid kernel, splitting the graph into 14 partitions. Their float weights are 0.03 MB."""
+    from ai_edge_quantizer import recipe
+
+    return recipe.dynamic_wi8_afp32() + [_float_rule(".*", "DEPTHWISE_CONV_2D")]
+
+
+def full_integer_recipe(float_model: bytes) -> list:
+    """static_wi8_ai8, except 16-bit activations (int16 x int8 kernels) for each softmax over more than
+    WIDE_SOFTMAX entries and the ops carrying its output to its matmul. LiteRT's int8 softmax output has a
+    fixed step of 1/256: in the decoder's token-to-image attentions (4096 image positions) every weight of
+    a spread-out row rounds to 0 and the attention returns its bias only."""
+    import re
+
+    from ai_edge_quantizer import recipe_manager
+
+    manager = recipe_manager.RecipeManager()
+    manager.add_static_config(".*", "*", activation_num_bits=8, weight_num_bits=8)
+    for op_name, scope in litert_scales.wide_softmax_ops(float_model, WIDE_SOFTMAX):
+        manager.add_static_config(f"^{re.escape(scope)}$", op_name, activation_num_bits=16, weight_num_bits=8)
+    return manager.get_quantization_recipe()
+
+
+def quantize_full_integer(float_model: bytes, calibration: dict[str, Any]) -> bytes:
+    return _quantize(float_model, full_integer_recipe(float_model), calibration)
+
+
+def quantize_for_xnnpack(float_model: bytes, calibration: dict[str, Any]) -> bytes:
+    """static_wi8_ai8 with float LayerNorms, GELU, SOFTMAX and BATCH_MATMUL (XNNPACK_FLOAT_OPS), then also
+    every other op XNNPACK does not take in int8, found by asking XNNPACK (accelerators.ops_outside_xnnpack)
+    until nothing new is left outside. XNNPACK runs the QUANTIZE / DEQUANTIZE around the float ops, so
+    the model has as many partitions as the float model (the encoder: one). Only the first subgraph
+    (signature) is analysed."""
+    import re
+
+    from ai_edge_quantizer import recipe
+
+    base = recipe.static_wi8_ai8() + [_float_rule(regex, op) for regex, op in XNNPACK_FLOAT_OPS]
+    keep_float: set[str] = set()
+    for _ in range(MAX_XNNPACK_PASSES):
+        rules = [_float_rule(f"^{re.escape(scope)}$") for scope in sorted(keep_float)]
+        quantized = _quantize(float_model, base + rules, calibration)
+        # ai-edge-quantizer's op scope: the op's output tensor names, each followed by ';'
+        outside = {"".join(f"{name};" for name in op["outputs"]) for op in accelerators.ops_outside_xnnpack(quantized)}
+        if outside <= keep_float:  # what is left outside is float: XNNPACK leaves it out of the float model too
+            return quantized
+        keep_float |= outside
+    raise TinySamError(f"int8-xnnpack: XNNPACK still leaves {len(outside - keep_float)} int8 ops to LiteRT after "
+                       f"{MAX_XNNPACK_PASSES} passes")
 
 
 def calibrate(float_model: bytes, samples: dict[str, list], ranges: "dict[str, tuple[float, float]] | None" = None):
@@ -118,25 +196,57 @@ def _float_runner(model_bytes: bytes, signature: str):
     return lambda **inputs: runner(**inputs)
 
 
-def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress) -> tuple[bytes, bytes]:
-    from ai_edge_quantizer import recipe
-
+def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress,
+                  scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "litert_scales.ScalesReport | None"]:
+    """Full-integer models; with TinySAM PTQ scales, their weight grids and activation ranges replace the
+    calibrated ones wherever the graph holds the op (checked on the quantized graphs), and a report."""
     from .litert_calibration import calibration_images, decoder_samples, encoder_samples
 
     size = model.config.img_size
+    plans, report = (litert_scales.GraphPlan(), litert_scales.GraphPlan()), None
+    if scales is not None:
+        progress("placing the PTQ scales in the LiteRT graphs")
+        report = litert_scales.ScalesReport()
+        plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report),
+                 litert_scales.plan_graph(decoder, PromptDecoder(model), scales, size, report))
+        report.check_complete(scales)
     progress("calibrating the encoder")
     images = calibration_images(config)
     enc_samples = encoder_samples(images, size)
     input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
-    encoder_q = _quantize(encoder, recipe.static_wi8_ai8(),
-                          calibrate(encoder, {ENCODER_SIGNATURE: enc_samples}, {input_name: PIXEL_RANGE}))
+    ranges = {input_name: PIXEL_RANGE, **plans[0].activation_ranges}
+    encoder_q = quantize_full_integer(encoder,
+                                      plans[0].apply(calibrate(encoder, {ENCODER_SIGNATURE: enc_samples}, ranges)))
     progress("calibrating the decoder")
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
     decode = _float_runner(decoder, DECODER_SIGNATURES[0])
     samples = decoder_samples(images, embeddings, config, size, lambda s: decode(**s)[DECODER_OUTPUTS[0]])
-    decoder_q = _quantize(decoder, recipe.static_wi8_ai8(), calibrate(decoder, samples, input_ranges(decoder, samples)))
-    return encoder_q, decoder_q
+    ranges = input_ranges(decoder, samples)
+    for signature in DECODER_SIGNATURES:
+        inputs = _signature_details(decoder, signature)["inputs"]
+        ranges.update({inputs[name]["tensor"]: fixed for name, fixed in FIXED_DECODER_RANGES.items()})
+    ranges.update(plans[1].activation_ranges)
+    with litert_scales.quiet_shared_buffer_rewrites():
+        decoder_q = quantize_full_integer(decoder, plans[1].apply(calibrate(decoder, samples, ranges)))
+    for quantized, plan in zip((encoder_q, decoder_q), plans):
+        litert_scales.verify(quantized, plan)
+    return encoder_q, decoder_q, report
+
+
+def quantize_int8_xnnpack(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig,
+                          progress) -> tuple[bytes, bytes]:
+    """The fastest int8 on CPU: the encoder as quantize_for_xnnpack makes it (calibrated like w8a8), the
+    decoder as int8. A statically quantized decoder is no faster on XNNPACK (49 vs 50 ms per prompt)
+    and far less faithful (mean mask IoU 0.41 vs 0.93 behind this encoder, seeded weights)."""
+    from .litert_calibration import calibration_images, encoder_samples
+
+    progress("calibrating the encoder")
+    samples = {ENCODER_SIGNATURE: encoder_samples(calibration_images(config), model.config.img_size)}
+    input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
+    encoder = quantize_for_xnnpack(encoder, calibrate(encoder, samples, {input_name: PIXEL_RANGE}))
+    progress("quantizing the decoder weights to int8")
+    return encoder, _quantize(decoder, int8_recipe())
 
 
 def _signature_details(model_bytes: bytes, signature: str) -> dict[str, Any]:
@@ -158,9 +268,14 @@ def _signature_details(model_bytes: bytes, signature: str) -> dict[str, Any]:
 def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:
     from rich.progress import Progress
 
+    scales, report = None, None
     if config.scales is not None:
-        raise TinySamError("--scales is not supported by the tflite target yet: TinySAM PTQ scales are named by "
-                           "PyTorch module, LiteRT calibration by tensor; w8a8 uses calibrated min/max ranges")
+        from .coreml_compression import read_scales
+
+        if config.precision != "w8a8":
+            raise TinySamError(f"--scales applies to the w8a8 precision of tflite, not {config.precision}")
+        scales = read_scales(config.scales, checkpoint_sha256)
+        litert_scales.check_entries(model, scales)
     with Progress(transient=True) as bar:
         task = bar.add_task("converting", total=None)
         progress = lambda text: bar.update(task, description=text)  # noqa: E731
@@ -169,12 +284,12 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
             progress("casting weights to float16")
             encoder, decoder = _quantize(encoder, FP16_RECIPE), _quantize(decoder, FP16_RECIPE)
         elif config.precision == "int8":
-            from ai_edge_quantizer import recipe
-
             progress("quantizing weights to int8")
-            encoder, decoder = (_quantize(m, recipe.dynamic_wi8_afp32()) for m in (encoder, decoder))
+            encoder, decoder = (_quantize(m, int8_recipe()) for m in (encoder, decoder))
         elif config.precision == "w8a8":
-            encoder, decoder = quantize_w8a8(encoder, decoder, model, config, progress)
+            encoder, decoder, report = quantize_w8a8(encoder, decoder, model, config, progress, scales)
+        elif config.precision == "int8-xnnpack":
+            encoder, decoder = quantize_int8_xnnpack(encoder, decoder, model, config, progress)
         (work_dir / ENCODER_FILE).write_bytes(encoder)
         (work_dir / DECODER_FILE).write_bytes(decoder)
         if config.precision == "w8a8":
@@ -186,7 +301,9 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
     gpu_ok = {name: "looks compatible with GPU delegate" in text for name, text in reports.items()}
     artifacts = [
         artifact_record(work_dir, ENCODER_FILE, "encoder", signatures={ENCODER_SIGNATURE: _signature_details(encoder, ENCODER_SIGNATURE)},
-                        gpu_delegate_compatible=gpu_ok[ENCODER_FILE]),
+                        gpu_delegate_compatible=gpu_ok[ENCODER_FILE],
+                        **({"float_ops": accelerators.float_ops(work_dir / ENCODER_FILE)}
+                           if config.precision == "int8-xnnpack" else {})),
         artifact_record(work_dir, DECODER_FILE, "decoder",
                         signatures={s: _signature_details(decoder, s) for s in DECODER_SIGNATURES},
                         gpu_delegate_compatible=gpu_ok[DECODER_FILE],
@@ -197,11 +314,14 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         work_dir, target="tflite", precision=config.precision, checkpoint_sha256=checkpoint_sha256,
         img_size=model.config.img_size, artifacts=artifacts,
         encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 (float, or "
-                       "int8 with the listed scale / zero point for w8a8); pad bottom/right with pixel_mean; "
-                       "normalisation happens inside the model"},
+                       "int8 with the listed scale / zero point for w8a8 and int8-xnnpack); pad bottom/right with "
+                       "pixel_mean; normalisation happens inside the model"},
         decoder={"signatures": {"decode": f"1 prompt x {config.num_points} points",
                                 "decode_batch": f"{config.everything_batch} prompts x {EVERYTHING_POINTS} points "
                                 "(point + padding), one shared image embedding"},
                  "outputs": list(DECODER_OUTPUTS)},
         num_points=config.num_points, everything_batch=config.everything_batch,
+        **({"ptq_scales": {"file": Path(config.scales).name, "sha256": path_sha256(Path(config.scales)),
+                           "method": scales.method, "entries": len(scales.ops), **report.summary()}}
+           if report is not None else {}),
     )

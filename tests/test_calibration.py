@@ -206,6 +206,30 @@ def test_converter_helpers():
     assert (fake_quant_activation(x, approx) - x).abs().max() <= approx.scale / 2 + 1e-6
 
 
+def test_tflite_refuses_scales_it_cannot_place(small_model, tmp_path):
+    """Checked before any export: another checkpoint's scales, a precision without activation ranges,
+    ops the model does not have, and bit widths LiteRT's int8 cannot hold."""
+    from tinysam_mobile.converters import tflite
+    from tinysam_mobile.converters.config import ConvertConfig
+    from tinysam_mobile.errors import TinySamError
+
+    layer = {"weight": Quantizer("uniform", 8, torch.tensor([[0.01]])),
+             "input": Quantizer("uniform", 8, torch.tensor([0.1]))}
+    cases = [
+        (ScalesFile("another-checkpoint", "tinysam-ptq", {}), "w8a8", "calibrated for checkpoint another-checkp"),
+        (ScalesFile("seeded-0", "tinysam-ptq", {}), "fp16", "applies to the w8a8 precision of tflite, not fp16"),
+        (ScalesFile("seeded-0", "tinysam-ptq", {"image_encoder.nope": OpScales("linear", layer)}), "w8a8",
+         "ops this model does not have: image_encoder.nope"),
+        (ScalesFile("seeded-0", "tinysam-ptq", {"mask_decoder.iou_prediction_head.layers.0": OpScales("linear", {
+            **layer, "weight": Quantizer("uniform", 6, torch.tensor([[0.01]]))})}), "w8a8", "8-bit scales"),
+    ]
+    for i, (scales, precision, message) in enumerate(cases):
+        path = save_scales(scales, tmp_path / f"s{i}.safetensors")
+        config = ConvertConfig(target="tflite", precision=precision, scales=path)
+        with pytest.raises(TinySamError, match=message):
+            tflite.convert(small_model, config, tmp_path, "seeded-0")
+
+
 def test_mask_iou_matches_hand_count():
     a = np.zeros((4, 4), bool)
     b = np.zeros((4, 4), bool)

@@ -42,3 +42,18 @@ def test_matches_pytorch_for_any_prompt_and_point_count(onnx_fp32_dir, small_mod
     want = reference.decode(embedding, coords, labels, mask, has_mask)
     np.testing.assert_allclose(got[0], want[0], atol=1e-3)
     np.testing.assert_allclose(got[1], want[1], atol=1e-4)
+
+
+def test_graphs_store_no_duplicate_or_positional_encoding_constants(onnx_fp32_dir, small_model):
+    """File size: identical initializers (one relative-offset table per TinyViT block) are stored once,
+    and the decoder computes its dense positional encoding instead of storing the (1, 256, h, w) table."""
+    import onnx
+    from onnx import numpy_helper
+
+    for name in (onnx_target.ENCODER_FILE, onnx_target.DECODER_FILE):
+        graph = onnx.load(str(onnx_fp32_dir / name)).graph
+        contents = [numpy_helper.to_array(t) for t in graph.initializer]
+        large = [(a.dtype.str, a.shape, a.tobytes()) for a in contents if a.size > 1024]
+        assert len(large) == len(set(large)), name
+    pe_shape = tuple(small_model.prompt_encoder.dense_pe().shape)
+    assert all(tuple(t.dims) != pe_shape for t in onnx.load(str(onnx_fp32_dir / onnx_target.DECODER_FILE)).graph.initializer)

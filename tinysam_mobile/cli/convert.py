@@ -19,7 +19,8 @@ def convert(
     target: str = typer.Option(..., "--target", "-t", help="tflite (LiteRT, Android), coreml (ML Program, iOS) "
                                "or onnx (ONNX Runtime Mobile).", show_default=False),
     precision: str = typer.Option(
-        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer). "
+        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer) | int8-xnnpack "
+        "(fastest on CPU: int8 encoder activations where XNNPACK computes in int8). "
         "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; replaced whole when the conversion "
                              "succeeds, untouched when it fails.", show_default=False),
@@ -27,8 +28,9 @@ def convert(
     num_points: int = typer.Option(DEFAULT_NUM_POINTS, help="Fixed point count of the interactive decoder (clicks + 2 box "
                                    "corners + padding)."),
     everything_batch: int = typer.Option(DEFAULT_EVERYTHING_BATCH, help="Prompts per call of the batched everything-mode decoder."),
-    scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate' for "
-                                          "int8 / w8a8.", show_default=False),
+    scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate': "
+                                          "weight grids and activation ranges of coreml int8 / w8a8 and tflite "
+                                          "w8a8.", show_default=False),
     calibration_images: Optional[Path] = typer.Option(
         None, help="Folder of images for activation ranges (w8a8 without --scales). Default: built-in photos "
         "and generated scenes.", show_default=False),
