@@ -21,7 +21,7 @@ from . import coreml_compression
 from .config import EVERYTHING_POINTS, ConvertConfig
 from .coreml_package import import_coremltools, tensor_specs
 from . import export_modules
-from .export_modules import DECODER_OUTPUTS, ENCODER_OUTPUT
+from .export_modules import DECODER_OUTPUTS, ENCODER_OUTPUT, DensePositionalEncoding
 from .manifest import artifact_record, write_manifest
 
 PRECISIONS = ("fp16", "fp32", "int8", "palettize4", "palettize6", "palettize8", "w8a8")
@@ -56,39 +56,6 @@ class PixelEncoder(export_modules.PixelEncoder):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.embed(image)
-
-
-class DensePositionalEncoding(nn.Module):
-    """The prompt encoder's dense positional encoding (1, C, h, w), rebuilt inside the program.
-
-    As a constant it is C*h*w values (2.1 MB in fp16) that palettes leave alone. sin/cos of the grid
-    projection are separable, sin(a_x + a_y) = sin a_x cos a_y + cos a_x sin a_y (and cos alike), so
-    the package stores per-axis tables, C/2 x w and C/2 x h each, and the program multiplies them out
-    with mul/add in fp16. Max error of the encoding in an fp16 program (MIL interpreter, seeded
-    weights): these tables 1.1e-3, the fp16 constant 2.4e-4; sin/cos of the projection in fp16 3.1e-2
-    (arguments reach 33 rad, where fp16 steps are 0.03 rad), in fp32 2.5e-4 but float32 ops leave the
-    Neural Engine, which computes in fp16 only.
-    """
-
-    def __init__(self, prompt_encoder) -> None:
-        super().__init__()
-        side = prompt_encoder.image_embedding_size
-        half = prompt_encoder.embed_dim // 2
-        with torch.no_grad():  # dense() at 1 row / column: the other coordinate is the centre, projected to 0
-            along_x, along_y = prompt_encoder.pe_layer.dense(1, side), prompt_encoder.pe_layer.dense(side, 1)
-        self.register_buffer("sin_x", along_x[:half].clone())  # (C/2, 1, w)
-        self.register_buffer("cos_x", along_x[half:].clone())
-        self.register_buffer("sin_y", along_y[:half].clone())  # (C/2, h, 1)
-        self.register_buffer("cos_y", along_y[half:].clone())
-
-    def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        # Tied to an input by a zero product: an all-constant chain is folded back into the (1, C, h, w)
-        # constant by coremltools (and, in the batched decoder, expanded to the batch).
-        zero = image_embeddings[0, :1, :1, :1] * 0.0
-        sin_x, cos_x = self.sin_x + zero, self.cos_x + zero
-        sin = sin_x * self.cos_y + cos_x * self.sin_y
-        cos = cos_x * self.cos_y - sin_x * self.sin_y
-        return torch.cat([sin, cos], dim=0).unsqueeze(0)
 
 
 class Decoder(nn.Module):

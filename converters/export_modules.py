@@ -82,28 +82,58 @@ class PixelEncoder(nn.Module):
         return {ENCODER_OUTPUT: self.embed(image)}
 
 
+class DensePositionalEncoding(nn.Module):
+    """The prompt encoder's dense positional encoding (1, C, h, w), rebuilt inside the exported graph.
+
+    As a constant it is C*h*w values (4 MB in fp32, 2.1 MB in fp16) that weight compression (palettes,
+    int8 weights) leaves alone. sin/cos of the grid projection are separable,
+    sin(a_x + a_y) = sin a_x cos a_y + cos a_x sin a_y (and cos alike), so the graph stores per-axis
+    tables (w x C/2 and h x C/2 each) and multiplies them out with mul/add: no sin/cos, which integer
+    graphs cannot run. Max error of the encoding in an fp16 CoreML program (MIL interpreter, seeded
+    weights): these tables 1.1e-3, the fp16 constant 2.4e-4; sin/cos of the projection in fp16 3.1e-2
+    (arguments reach 33 rad, where fp16 steps are 0.03 rad), in fp32 2.5e-4 but float32 ops leave the
+    Neural Engine, which computes in fp16 only.
+
+    Built channels-last, (h, w, C), then transposed: litert-torch 0.10 miscompiles the same products
+    written as (C, 1, w) x (C, h, 1) inside the decoder graph (1% error in the masks, although the
+    encoding alone converts exactly).
+    """
+
+    def __init__(self, prompt_encoder) -> None:
+        super().__init__()
+        half = prompt_encoder.embed_dim // 2
+        side = prompt_encoder.image_embedding_size
+        with torch.no_grad():  # dense() at 1 row / column: the other coordinate is the centre, projected to 0
+            along_x = prompt_encoder.pe_layer.dense(1, side)[:, 0].T  # (w, C)
+            along_y = prompt_encoder.pe_layer.dense(side, 1)[:, :, 0].T  # (h, C)
+        self.register_buffer("sin_x", along_x[None, :, :half].contiguous())  # (1, w, C/2)
+        self.register_buffer("cos_x", along_x[None, :, half:].contiguous())
+        self.register_buffer("sin_y", along_y[:, None, :half].contiguous())  # (h, 1, C/2)
+        self.register_buffer("cos_y", along_y[:, None, half:].contiguous())
+
+    def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        # Tied to an input by a zero no converter can prove: an all-constant chain is folded back into the
+        # (1, C, h, w) constant (in batched decoders expanded to the batch), and TFLite's converter folds x * 0.
+        zero = torch.relu(-image_embeddings[0, 0, :1, :1].abs())
+        sin_x, cos_x = self.sin_x + zero, self.cos_x + zero
+        sin = sin_x * self.cos_y + cos_x * self.sin_y
+        cos = cos_x * self.cos_y - sin_x * self.sin_y
+        return torch.cat([sin, cos], dim=-1).permute(2, 0, 1).unsqueeze(0)
+
+
 class PromptDecoder(nn.Module):
-    """TinySam.decode behind SAM's ONNX contract.
+    """TinySam.decode behind SAM's ONNX contract, the dense positional encoding computed in-graph."""
 
-    stored_pe: the dense positional encoding (1 x 256 x 64 x 64, 4 MB) is a constant of the graph.
-    LiteRT needs that (its graphs would otherwise recompute the sin/cos grid on every call, and
-    integer quantization trips on it). ONNX does not: ONNX Runtime folds the small sin/cos subgraph
-    into a constant when the session loads, so the file stays 4 MB smaller."""
-
-    def __init__(self, model: TinySam, stored_pe: bool = True) -> None:
+    def __init__(self, model: TinySam) -> None:
         super().__init__()
         self.prompt_encoder = model.prompt_encoder
         self.mask_decoder = model.mask_decoder
-        self.stored_pe = stored_pe
-        if stored_pe:
-            with torch.no_grad():
-                self.register_buffer("image_pe", model.prompt_encoder.dense_pe().clone())
+        self.dense_pe = DensePositionalEncoding(model.prompt_encoder)
 
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
         dense = self.prompt_encoder.embed_mask(mask_input, has_mask_input)
-        image_pe = self.image_pe if self.stored_pe else self.prompt_encoder.dense_pe()
-        masks, iou = self.mask_decoder(image_embeddings, image_pe, sparse, dense)
+        masks, iou = self.mask_decoder(image_embeddings, self.dense_pe(image_embeddings), sparse, dense)
         return dict(zip(DECODER_OUTPUTS, (masks, iou)))
 
 

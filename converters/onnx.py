@@ -58,7 +58,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         prompts, points = Dim("prompts", min=1, max=1024), Dim("points", min=1, max=64)
         dynamic = {"image_embeddings": None, "point_coords": {0: prompts, 1: points},
                    "point_labels": {0: prompts, 1: points}, "mask_input": {0: prompts}, "has_mask_input": {0: prompts}}
-        _export(PromptDecoder(model, stored_pe=False).eval(), decoder_sample_inputs(size, 2, config.num_points),
+        _export(PromptDecoder(model).eval(), decoder_sample_inputs(size, 2, config.num_points),
                 work_dir / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, dynamic)
         if config.precision == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic

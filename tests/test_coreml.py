@@ -228,7 +228,8 @@ def test_int8_is_half_the_fp16_size(coreml_int8_dir, coreml_fp16_dir):
 # ---------------------------------------------------------------- torch wrappers
 
 def test_wrappers_match_the_model(small_model):
-    from tinysam_mobile.converters.coreml import Decoder, DensePositionalEncoding, EverythingDecoder, PixelEncoder
+    from tinysam_mobile.converters.coreml import Decoder, EverythingDecoder, PixelEncoder
+    from tinysam_mobile.converters.export_modules import DensePositionalEncoding
 
     pixels = torch.rand(1, 3, 256, 256) * 255
     normalised = (pixels - torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)) / torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
@@ -279,7 +280,7 @@ def test_decoders_compute_the_positional_encoding_in_graph(request, fixture, fil
     sizes = {name: int(np.prod(var.shape)) for name, var in others.items()}
     assert max(sizes.values()) == PE_TABLE_ELEMENTS, sorted(sizes.items(), key=lambda item: -item[1])[:5]
     tables = {name: var for name, var in others.items() if sizes[name] == PE_TABLE_ELEMENTS}
-    assert sorted(tuple(var.shape) for var in tables.values()) == [(128, 1, 64)] * 2 + [(128, 64, 1)] * 2
+    assert sorted(tuple(var.shape) for var in tables.values()) == [(1, 64, 128)] * 2 + [(64, 1, 128)] * 2
     assert {ct.converters.mil.mil.types.builtin_to_string(var.dtype) for var in tables.values()} == {"fp16"}
 
 

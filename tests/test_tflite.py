@@ -68,6 +68,16 @@ def test_batched_decoder_matches_pytorch(tflite_fp32_dir, reference):
     np.testing.assert_allclose(iou, want_iou, atol=1e-4)
 
 
+def test_decoder_stores_no_dense_positional_encoding(tflite_fp32_dir):
+    """Size: the (1, 256, 64, 64) encoding (4 MB in fp32) is computed from per-axis tables, not stored;
+    the largest constants of the decoder are then its layer weights (the 2048 x 256 MLP matrices)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    model = fb.read_model(tflite_fp32_dir / "decoder.tflite")
+    largest = max(buffer.data.size for buffer in model.buffers if buffer.data is not None)
+    assert largest == 2048 * 256 * 4
+
+
 def test_w8a8_encoder_is_integer_only_with_exact_pixel_input(tflite_w8a8_dir):
     manifest = load_manifest(tflite_w8a8_dir)
     image = manifest["artifacts"][0]["signatures"]["encode"]["inputs"]["image"]
