@@ -204,3 +204,12 @@ def load_scales(path: "str | Path") -> ScalesFile:
                                             split=q["split"], **loaded)
         scales.ops[op_name] = OpScales(record["kind"], quantizers)
     return scales
+
+
+def read_scales(path: "str | Path", checkpoint_sha256: str) -> ScalesFile:
+    """load_scales, refusing a file calibrated for another checkpoint (what the converters read)."""
+    scales = load_scales(path)
+    if scales.checkpoint_sha256 != checkpoint_sha256:
+        raise TinySamError(f"{path} was calibrated for checkpoint {scales.checkpoint_sha256[:16]}, "
+                           f"not for the one being converted ({checkpoint_sha256[:16]})")
+    return scales

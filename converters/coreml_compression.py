@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..calibration.export import activation_ranges
-from ..calibration.scales import ScalesFile, load_scales
+from ..calibration.scales import read_scales
 from ..errors import TinySamError
 from ..modeling import TinySam
 from .config import ConvertConfig
@@ -38,14 +38,6 @@ class CompressionPlan:
     palette_bits: Optional[int] = None
     activation_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer -> input range
     weight_report: list[dict[str, Any]] = field(default_factory=list)  # int8: per torch layer
-
-
-def read_scales(path: Path, checkpoint_sha256: str) -> ScalesFile:
-    scales = load_scales(path)
-    if scales.checkpoint_sha256 != checkpoint_sha256:
-        raise TinySamError(f"{path} was calibrated for checkpoint {scales.checkpoint_sha256[:16]}, "
-                           f"not for the one being converted ({checkpoint_sha256[:16]})")
-    return scales
 
 
 def int8_report(model: TinySam, grids: dict) -> list[dict[str, Any]]:

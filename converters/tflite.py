@@ -270,7 +270,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
 
     scales, report = None, None
     if config.scales is not None:
-        from .coreml_compression import read_scales
+        from ..calibration.scales import read_scales
 
         if config.precision != "w8a8":
             raise TinySamError(f"--scales applies to the w8a8 precision of tflite, not {config.precision}")
