@@ -51,9 +51,10 @@ FP16_RECIPE = [{
 WIDE_SOFTMAX = 128  # entries above which an int8 softmax (output step 1/256) cannot hold a spread-out row
 # int8-xnnpack keeps these float ((scope regex, op); litert-torch names tensors by module path). XNNPACK
 # (ai-edge-litert 2.3) has no int8 GELU, SOFTMAX, RSQRT, or BATCH_MATMUL of two activations (test_tflite.py
-# checks each on a one-op model). Accuracy agrees: encoder embedding cosine to fp32 (seeded weights, worst
-# of 2 held-out images) 0.991 with the four float; 0.960 with GELU or SOFTMAX int8, 0.986 with LayerNorm
-# int8 (its statistics square centred values on one per-tensor grid); 0.955 for full-integer w8a8.
+# checks each on a one-op model). Accuracy agrees (a one-off development ablation, seeded weights: encoder
+# embedding cosine to fp32, worst of 2 held-out images): 0.991 with the four float; 0.960 with GELU or
+# SOFTMAX int8, 0.986 with LayerNorm int8 (its statistics square centred values on one per-tensor grid);
+# 0.955 for full-integer w8a8 (reproducible: `validate` of a w8a8 conversion reports the cosine).
 XNNPACK_FLOAT_OPS = (("LayerNorm", "*"), (".*", "GELU"), (".*", "SOFTMAX"), (".*", "BATCH_MATMUL"))
 MAX_XNNPACK_PASSES = 4  # quantize, move what XNNPACK still leaves to LiteRT to float, until nothing new
 
@@ -196,11 +197,21 @@ def _float_runner(model_bytes: bytes, signature: str):
     return lambda **inputs: runner(**inputs)
 
 
+def _calibrate_encoder(encoder: bytes, images: list, size: int, ranges: "dict[str, tuple[float, float]] | None" = None
+                       ) -> tuple[list, Any]:
+    """(encoder samples, their calibrated ranges); the pixel input gets its exact 0-255 range (int8 scale 1)."""
+    from .litert_calibration import encoder_samples
+
+    samples = encoder_samples(images, size)
+    input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
+    return samples, calibrate(encoder, {ENCODER_SIGNATURE: samples}, {input_name: PIXEL_RANGE, **(ranges or {})})
+
+
 def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress,
                   scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "litert_scales.ScalesReport | None"]:
     """Full-integer models; with TinySAM PTQ scales, their weight grids and activation ranges replace the
     calibrated ones wherever the graph holds the op (checked on the quantized graphs), and a report."""
-    from .litert_calibration import calibration_images, decoder_samples, encoder_samples
+    from .litert_calibration import calibration_images, decoder_samples
 
     size = model.config.img_size
     plans, report = (litert_scales.GraphPlan(), litert_scales.GraphPlan()), None
@@ -212,11 +223,8 @@ def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: Conver
         report.check_complete(scales)
     progress("calibrating the encoder")
     images = calibration_images(config)
-    enc_samples = encoder_samples(images, size)
-    input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
-    ranges = {input_name: PIXEL_RANGE, **plans[0].activation_ranges}
-    encoder_q = quantize_full_integer(encoder,
-                                      plans[0].apply(calibrate(encoder, {ENCODER_SIGNATURE: enc_samples}, ranges)))
+    enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges)
+    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges))
     progress("calibrating the decoder")
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
@@ -237,14 +245,14 @@ def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: Conver
 def quantize_int8_xnnpack(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig,
                           progress) -> tuple[bytes, bytes]:
     """The fastest int8 on CPU: the encoder as quantize_for_xnnpack makes it (calibrated like w8a8), the
-    decoder as int8. A statically quantized decoder is no faster on XNNPACK (49 vs 50 ms per prompt)
-    and far less faithful (mean mask IoU 0.41 vs 0.93 behind this encoder, seeded weights)."""
-    from .litert_calibration import calibration_images, encoder_samples
+    decoder as int8. A statically quantized decoder was no faster on XNNPACK (49 vs 50 ms per prompt)
+    and far less faithful (mean mask IoU 0.41 vs 0.93 behind this encoder, seeded weights): a one-off
+    development measurement, no command here builds that variant."""
+    from .litert_calibration import calibration_images
 
     progress("calibrating the encoder")
-    samples = {ENCODER_SIGNATURE: encoder_samples(calibration_images(config), model.config.img_size)}
-    input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
-    encoder = quantize_for_xnnpack(encoder, calibrate(encoder, samples, {input_name: PIXEL_RANGE}))
+    _, ranges = _calibrate_encoder(encoder, calibration_images(config), model.config.img_size)
+    encoder = quantize_for_xnnpack(encoder, ranges)
     progress("quantizing the decoder weights to int8")
     return encoder, _quantize(decoder, int8_recipe())
 
