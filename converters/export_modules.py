@@ -19,6 +19,7 @@ ENCODER_INPUT = "image"
 ENCODER_OUTPUT = "image_embeddings"
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
+POINT_FEATURES = "point_features"  # FeaturePromptDecoder's input in place of point_coords
 
 
 def rsqrt_normalize(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
@@ -110,12 +111,17 @@ class DensePositionalEncoding(nn.Module):
         self.register_buffer("cos_x", along_x[None, :, half:].contiguous())
         self.register_buffer("sin_y", along_y[:, None, :half].contiguous())  # (h, 1, C/2)
         self.register_buffer("cos_y", along_y[:, None, half:].contiguous())
+        # tensors, not Python numbers: coremltools has no where with a scalar
+        self.register_buffer("one", torch.ones(1))
+        self.register_buffer("zero", torch.zeros(1))
 
     def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        # Tied to an input by a zero no converter can prove: an all-constant chain is folded back into the
-        # (1, C, h, w) constant (in batched decoders expanded to the batch), and TFLite's converter folds x * 0.
-        zero = torch.relu(-image_embeddings[0, 0, :1, :1].abs())
-        sin_x, cos_x = self.sin_x + zero, self.cos_x + zero
+        # Tied to an input by a factor 1 no converter can prove (x == x selects it): an all-constant chain is
+        # folded back into the (1, C, h, w) constant (in batched decoders expanded to the batch). TFLite's
+        # converter folds x * 0; EQUAL and SELECT have int8 kernels, where relu(-|x|) left ABS in float.
+        corner = image_embeddings[0, 0, :1, :1]
+        one = torch.where(corner == corner, self.one, self.zero)
+        sin_x, cos_x = self.sin_x * one, self.cos_x * one
         sin = sin_x * self.cos_y + cos_x * self.sin_y
         cos = cos_x * self.cos_y - sin_x * self.sin_y
         return torch.cat([sin, cos], dim=-1).permute(2, 0, 1).unsqueeze(0)
@@ -131,20 +137,37 @@ class PromptDecoder(nn.Module):
         self.dense_pe = DensePositionalEncoding(model.prompt_encoder)
 
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
+        features = self.prompt_encoder.point_features(point_coords)
+        return self.decode(image_embeddings, features, point_labels, mask_input, has_mask_input)
+
+    def decode(self, image_embeddings, point_features, point_labels, mask_input, has_mask_input):
+        sparse = self.prompt_encoder.embed_point_features(point_features, point_labels)
         dense = self.prompt_encoder.embed_mask(mask_input, has_mask_input)
         masks, iou = self.mask_decoder(image_embeddings, self.dense_pe(image_embeddings), sparse, dense)
         return dict(zip(DECODER_OUTPUTS, (masks, iou)))
 
 
-def decoder_sample_inputs(img_size: int, batch: int, num_points: int) -> dict[str, torch.Tensor]:
-    """Example inputs (for tracing) of a decoder evaluating `batch` prompts against one embedding."""
+class FeaturePromptDecoder(PromptDecoder):
+    """The full-integer (w8a8) decoder's contract: the points' Fourier features (B, N, C) come from the
+    app (utils/prompts.point_features, with the manifest's gaussian matrix) instead of their coordinates,
+    because sin / cos have no integer kernels. Everything else as PromptDecoder."""
+
+    def forward(self, image_embeddings, point_features, point_labels, mask_input, has_mask_input):
+        return self.decode(image_embeddings, point_features, point_labels, mask_input, has_mask_input)
+
+
+def decoder_sample_inputs(img_size: int, batch: int, num_points: int,
+                          point_features: bool = False) -> dict[str, torch.Tensor]:
+    """Example inputs (for tracing) of a decoder evaluating `batch` prompts against one embedding;
+    point_features: FeaturePromptDecoder's inputs."""
     side = img_size // 16
     labels = torch.full((batch, num_points), -1.0)
     labels[:, 0] = 1.0
+    points = ({POINT_FEATURES: torch.rand(batch, num_points, 256) * 2 - 1} if point_features
+              else {"point_coords": torch.rand(batch, num_points, 2) * img_size})
     return {
         "image_embeddings": torch.randn(1, 256, side, side),
-        "point_coords": torch.rand(batch, num_points, 2) * img_size,
+        **points,
         "point_labels": labels,
         "mask_input": torch.zeros(batch, 1, 4 * side, 4 * side),
         "has_mask_input": torch.zeros(batch),

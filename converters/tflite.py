@@ -5,7 +5,8 @@ signatures sharing one set of weights: 'decode' (one prompt of config.num_points
 'decode_batch' (config.everything_batch prompts of 2 points each, for everything mode). Precisions:
 fp32; fp16 (weights stored as float16); int8 (dynamic range: int8 weights, float activations);
 w8a8 (every op integer, int8 inputs and outputs, activation ranges calibrated on real photos and
-generated scenes, then checked op by op; int16 where a softmax spans the image; with --scales, TinySAM
+generated scenes, then checked op by op; int16 where a softmax spans the image; the decoder takes the
+points' Fourier features from the app, as sin / cos have no integer kernels; with --scales, TinySAM
 PTQ weight grids and activation ranges, see litert_scales); int8-xnnpack (the fastest on CPU: the encoder
 calibrated int8 like w8a8 except GELU, softmax, attention matmuls and LayerNorms, which stay float, so
 XNNPACK runs all of it as one partition; the decoder as int8).
@@ -23,8 +24,9 @@ from ..errors import TinySamError
 from ..modeling import TinySam
 from . import accelerators, litert_scales
 from .config import EVERYTHING_POINTS, ConvertConfig
-from .export_modules import (DECODER_OUTPUTS, ENCODER_INPUT, PixelEncoder, PromptDecoder, decoder_sample_inputs,
-                             export_copy)
+from .export_modules import (DECODER_OUTPUTS, ENCODER_INPUT, POINT_FEATURES, FeaturePromptDecoder, PixelEncoder,
+                             PromptDecoder, decoder_sample_inputs, export_copy)
+from ..utils.prompts import POINT_FEATURES_FORMULA, point_features
 from .manifest import artifact_record, path_sha256, write_manifest
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "int8-xnnpack")
@@ -58,8 +60,8 @@ WIDE_SOFTMAX = 128  # entries above which an int8 softmax (output step 1/256) ca
 XNNPACK_FLOAT_OPS = (("LayerNorm", "*"), (".*", "GELU"), (".*", "SOFTMAX"), (".*", "BATCH_MATMUL"))
 MAX_XNNPACK_PASSES = 4  # quantize, move what XNNPACK still leaves to LiteRT to float, until nothing new
 
-# Float exports by (checkpoint, shapes): converting several precisions in one process exports once.
-_float_exports: dict[tuple, tuple[bytes, bytes]] = {}
+# Float exports by (checkpoint, shapes, graph): converting several precisions in one process exports once.
+_float_exports: dict[tuple, bytes] = {}
 
 
 def _export(converter, path: Path) -> bytes:
@@ -68,28 +70,29 @@ def _export(converter, path: Path) -> bytes:
 
 
 def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, progress) -> tuple[bytes, bytes]:
-    """(encoder, decoder) float32 flatbuffers at fixed shapes (litert-torch cannot do dynamic ones)."""
+    """(encoder, decoder) float32 flatbuffers at fixed shapes (litert-torch cannot do dynamic ones). The
+    w8a8 decoder takes the points' Fourier features (FeaturePromptDecoder), the others their coordinates."""
     import litert_torch
 
     size = model.config.img_size
+    features = config.precision == "w8a8"
     key = (checkpoint_sha256, size, config.num_points, config.everything_batch)
-    if key in _float_exports:
-        return _float_exports[key]
     model = export_copy(model, rsqrt_encoder_norms=True)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        progress("exporting the encoder (litert-torch)")
-        encoder = litert_torch.signature(ENCODER_SIGNATURE, PixelEncoder(model).eval(),
-                                         sample_kwargs={ENCODER_INPUT: torch.rand(1, size, size, 3) * 255})
-        encoder_bytes = _export(encoder.convert(), Path(tmp) / ENCODER_FILE)
-        progress("exporting the decoder (litert-torch)")
-        decoder = PromptDecoder(model).eval()
-        converter = litert_torch.signature(DECODER_SIGNATURES[0], decoder,
-                                           sample_kwargs=decoder_sample_inputs(size, 1, config.num_points))
-        converter.signature(DECODER_SIGNATURES[1], decoder,
-                            sample_kwargs=decoder_sample_inputs(size, config.everything_batch, EVERYTHING_POINTS))
-        decoder_bytes = _export(converter.convert(), Path(tmp) / DECODER_FILE)
-    _float_exports[key] = (encoder_bytes, decoder_bytes)
-    return encoder_bytes, decoder_bytes
+        if (*key, ENCODER_FILE) not in _float_exports:
+            progress("exporting the encoder (litert-torch)")
+            encoder = litert_torch.signature(ENCODER_SIGNATURE, PixelEncoder(model).eval(),
+                                             sample_kwargs={ENCODER_INPUT: torch.rand(1, size, size, 3) * 255})
+            _float_exports[(*key, ENCODER_FILE)] = _export(encoder.convert(), Path(tmp) / ENCODER_FILE)
+        if (*key, DECODER_FILE, features) not in _float_exports:
+            progress("exporting the decoder (litert-torch)")
+            decoder = (FeaturePromptDecoder if features else PromptDecoder)(model).eval()
+            converter = litert_torch.signature(DECODER_SIGNATURES[0], decoder,
+                                               sample_kwargs=decoder_sample_inputs(size, 1, config.num_points, features))
+            converter.signature(DECODER_SIGNATURES[1], decoder, sample_kwargs=decoder_sample_inputs(
+                size, config.everything_batch, EVERYTHING_POINTS, features))
+            _float_exports[(*key, DECODER_FILE, features)] = _export(converter.convert(), Path(tmp) / DECODER_FILE)
+    return _float_exports[(*key, ENCODER_FILE)], _float_exports[(*key, DECODER_FILE, features)]
 
 
 def _quantize(float_model: bytes, recipe, calibration: "dict[str, Any] | None" = None) -> bytes:
@@ -219,7 +222,7 @@ def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: Conver
         progress("placing the PTQ scales in the LiteRT graphs")
         report = litert_scales.ScalesReport()
         plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report),
-                 litert_scales.plan_graph(decoder, PromptDecoder(model), scales, size, report))
+                 litert_scales.plan_graph(decoder, FeaturePromptDecoder(model), scales, size, report))
         report.check_complete(scales)
     progress("calibrating the encoder")
     images = calibration_images(config)
@@ -229,7 +232,15 @@ def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: Conver
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
     decode = _float_runner(decoder, DECODER_SIGNATURES[0])
-    samples = decoder_samples(images, embeddings, config, size, lambda s: decode(**s)[DECODER_OUTPUTS[0]])
+    gaussian = gaussian_matrix(model)
+
+    def with_features(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        features = point_features(sample["point_coords"], gaussian, size)
+        return {**{k: v for k, v in sample.items() if k != "point_coords"}, POINT_FEATURES: features}
+
+    samples = decoder_samples(images, embeddings, config, size,
+                              lambda s: decode(**with_features(s))[DECODER_OUTPUTS[0]])
+    samples = {signature: [with_features(s) for s in signature_samples] for signature, signature_samples in samples.items()}
     ranges = input_ranges(decoder, samples)
     for signature in DECODER_SIGNATURES:
         inputs = _signature_details(decoder, signature)["inputs"]
@@ -255,6 +266,11 @@ def quantize_int8_xnnpack(encoder: bytes, decoder: bytes, model: TinySam, config
     encoder = quantize_for_xnnpack(encoder, ranges)
     progress("quantizing the decoder weights to int8")
     return encoder, _quantize(decoder, int8_recipe())
+
+
+def gaussian_matrix(model: TinySam) -> np.ndarray:
+    """(2, 128) projection of the prompt encoder's Fourier features (the w8a8 decoder's app-side part)."""
+    return model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.detach().float().numpy()
 
 
 def _signature_details(model_bytes: bytes, signature: str) -> dict[str, Any]:
@@ -302,7 +318,8 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         (work_dir / DECODER_FILE).write_bytes(decoder)
         if config.precision == "w8a8":
             progress("checking that every op is integer")
-            accelerators.check_integer_only(work_dir / ENCODER_FILE)
+            for name in (ENCODER_FILE, DECODER_FILE):
+                accelerators.check_integer_only(work_dir / name)
         progress("GPU-delegate compatibility analysis")
         reports = {name: accelerators.gpu_compatibility_report(work_dir / name) for name in (ENCODER_FILE, DECODER_FILE)}
     (work_dir / GPU_REPORT_FILE).write_text("".join(f"==== {name}\n{text}\n" for name, text in reports.items()))
@@ -327,7 +344,9 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         decoder={"signatures": {"decode": f"1 prompt x {config.num_points} points",
                                 "decode_batch": f"{config.everything_batch} prompts x {EVERYTHING_POINTS} points "
                                 "(point + padding), one shared image embedding"},
-                 "outputs": list(DECODER_OUTPUTS)},
+                 "outputs": list(DECODER_OUTPUTS),
+                 **({POINT_FEATURES: {"replaces": "point_coords", "gaussian_matrix": gaussian_matrix(model).tolist(),
+                                      "formula": POINT_FEATURES_FORMULA}} if config.precision == "w8a8" else {})},
         num_points=config.num_points, everything_batch=config.everything_batch,
         **({"ptq_scales": {"file": Path(config.scales).name, "sha256": path_sha256(Path(config.scales)),
                            "method": scales.method, "entries": len(scales.ops), **report.summary()}}

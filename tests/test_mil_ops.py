@@ -155,11 +155,15 @@ def test_remaining_unary_activation_and_reduction_ops(tmp_path):
 
 def test_shape_fill_range(tmp_path):
     x = rand(2, 5, seed=46)
-    shape, filled, ramp = run(tmp_path, lambda x: (mb.shape(x=x), mb.fill(shape=mb.shape(x=x), value=2.5),
-                                                   mb.range_1d(start=np.int32(1), end=np.int32(10), step=np.int32(3))),
-                              x=x)
+    shape, filled, like, ramp = run(
+        tmp_path, lambda x: (mb.shape(x=x), mb.fill(shape=mb.shape(x=x), value=2.5),
+                             mb.fill_like(ref_tensor=x, value=np.float16(-1.5)),
+                             mb.range_1d(start=np.int32(1), end=np.int32(10), step=np.int32(3))),
+        x=x, target=ct.target.iOS16)
     np.testing.assert_array_equal(shape, [2, 5])
     np.testing.assert_array_equal(filled, np.full((2, 5), 2.5))
+    assert like.dtype == np.float16
+    np.testing.assert_array_equal(like, np.full((2, 5), -1.5))
     np.testing.assert_array_equal(ramp, [1, 4, 7])
 
 

@@ -48,3 +48,19 @@ def test_bad_prompts_are_refused(points, labels, box, message):
 def test_points_on_the_image_border_are_accepted():
     coords, _ = encode_prompts(np.array([[451.0, 300.0], [0.0, 0.0]]), np.array([1, 1]), None, SIZE, 1024)
     np.testing.assert_allclose(coords[0, 0], [1024.0, 681.0], rtol=1e-6)
+
+
+def test_app_side_point_features_equal_the_prompt_encoders(small_model):
+    """The w8a8 LiteRT decoder takes the points' Fourier features from the app: the glue's numpy version
+    must give what the prompt encoder computes in PyTorch, for points anywhere in the input frame."""
+    import torch
+
+    from tinysam_mobile.utils.prompts import point_features
+
+    encoder = small_model.prompt_encoder
+    coords = np.random.default_rng(0).uniform(-0.5, 256.5, (3, 5, 2)).astype(np.float32)
+    want = encoder.point_features(torch.from_numpy(coords)).numpy()
+    gaussian = encoder.pe_layer.positional_encoding_gaussian_matrix.numpy()
+    got = point_features(coords, gaussian, encoder.input_image_size)
+    assert got.shape == (3, 5, 256) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-5)

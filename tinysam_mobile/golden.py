@@ -15,7 +15,8 @@ index.txt, one case per line as "<kind> <file>", and one little-endian binary fi
     uint8    rank, then uint32 dims[rank], then the values in C order
 Kinds: preprocess (image -> resized image -> normalised encoder input, and the NHWC mean-padded
 pixel input of the LiteRT encoder), predict (prompts + low-res logits ->
-decoder prompts, masks, best mask), prompt_error (prompts the pipeline refuses), everything
+decoder prompts, masks, best mask; and the decoder points' Fourier features under a seeded projection,
+which the app computes for the w8a8 LiteRT decoder), prompt_error (prompts the pipeline refuses), everything
 (TinySAM's hierarchical generator: every decoder call's prompts and answers, the round-1 coverage,
 the round-2 points and the final masks after NMS).
 """
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from .automatic_mask_generator import TinySamHierarchicalMaskGenerator
 from .errors import PromptError
 from .predictor import TinySamPredictor
+from .utils.prompts import point_features
 from .utils.transforms import pad_pixels, resize_longest_side, resized_shape
 
 MAGIC = b"TSGOLD01"
@@ -256,6 +258,7 @@ def predict_case(case: PromptCase, img_size: int, num_points: int, rng: np.rando
     masks, _, _ = predictor.predict(coords, labels, box, multimask_output=True)
     best_logits, best_iou, _ = predictor.predict(coords, labels, box, multimask_output=False, return_logits=True)
     decoder_coords, decoder_labels = runner.decoder_prompts
+    gaussian = rng.standard_normal((2, EMBEDDING_CHANNELS // 2)).astype(np.float32)  # as the prompt encoder's
     return {
         **_prompt_tensors(case, img_size, num_points),
         "low_res_logits": low_res,
@@ -266,6 +269,8 @@ def predict_case(case: PromptCase, img_size: int, num_points: int, rng: np.rando
         "masks": masks.astype(np.uint8),
         "best_index": np.array(int(np.flatnonzero(iou[0] == best_iou[0])[0]), np.int32),
         "best_logits": best_logits[0],
+        "gaussian_matrix": gaussian,
+        "point_features": point_features(decoder_coords, gaussian, img_size),
     }
 
 

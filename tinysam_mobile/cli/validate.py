@@ -24,6 +24,9 @@ def validate(
     prompts_per_image: int = typer.Option(12, min=1, help="Prompts per image: single points, boxes and "
                                           "positive + negative point pairs, in turn."),
     delegate: str = DelegateOption,
+    per_half: bool = typer.Option(False, "--per-half", help="Also measure each half alone: the artifacts' "
+                                  "encoder with PyTorch's decoder, and PyTorch's encoder with the artifacts' "
+                                  "decoder (three times the work). Pass / fail stays on the whole pipeline."),
 ) -> None:
     """Verify the manifest's hashes, then compare the artifacts with FP32 PyTorch on many prompts.
 
@@ -42,7 +45,7 @@ def validate(
     from ..runners import TorchRunner
     from ..runners.factory import make_runner
     from ..utils.files import atomic_path
-    from ..validation import THRESHOLDS, ParityConfig, measure_parity
+    from ..validation import THRESHOLDS, HalfSwap, ParityConfig, measure_parity
 
     manifest = load_manifest(artifacts)  # refuses modified artifacts before anything runs
     if manifest["checkpoint_sha256"] != checkpoint_id(checkpoint):
@@ -53,26 +56,39 @@ def validate(
     reference = TorchRunner(load_tinysam(checkpoint))
     pictures = ([(rgb, None) for rgb in folder_images(images, limit=10_000)] if images is not None
                 else default_images(DEFAULT_IMAGES, held_out=True))
+    runs = {"pipeline": runner}
+    if per_half:
+        runs.update(encoder_only=HalfSwap(runner, reference, runner.num_points),
+                    decoder_only=HalfSwap(reference, runner, runner.num_points))
+    measured = {}
     with Progress(transient=True) as bar:
-        task = bar.add_task(f"{target} {precision} vs PyTorch", total=len(pictures))
-        figures = measure_parity(runner, reference, pictures, ParityConfig(prompts_per_image=prompts_per_image),
-                                 on_image=lambda: bar.advance(task))
+        for name, candidate in runs.items():
+            task = bar.add_task(f"{target} {precision} vs PyTorch: {name.replace('_', ' ')}", total=len(pictures))
+            measured[name] = measure_parity(candidate, reference, pictures,
+                                            ParityConfig(prompts_per_image=prompts_per_image),
+                                            on_image=lambda task=task: bar.advance(task))
     threshold = THRESHOLDS[precision] if precision in THRESHOLDS else THRESHOLDS["fp16"]
-    passed = figures["mask_iou"]["mean"] >= threshold
+    passed = measured["pipeline"]["mask_iou"]["mean"] >= threshold
     figures = {"artifacts": str(artifacts), "target": target, "precision": precision, "delegate": delegate,
-               **figures, "threshold_mean_mask_iou": threshold, "passed": passed}
+               **measured.pop("pipeline"), "threshold_mean_mask_iou": threshold, "passed": passed,
+               **({"per_half": measured} if per_half else {})}
 
     table = Table(title=f"{target} {precision} vs FP32 PyTorch: {figures['images']} images, {figures['prompts']} prompts")
     table.add_column("metric")
-    table.add_column("value", justify="right")
-    cos, iou, err = figures["embedding_cosine"], figures["mask_iou"], figures["iou_prediction_abs_error"]
-    for name, value in (("embedding cosine (mean / min)", f"{cos['mean']:.5f} / {cos['min']:.5f}"),
-                        ("embedding max abs error", f"{figures['embedding_max_abs_error']:.4g}"),
-                        ("mask IoU mean / min / p5", f"{iou['mean']:.4f} / {iou['min']:.4f} / {iou['p5']:.4f}"),
-                        ("IoU prediction abs error (mean / max)", f"{err['mean']:.4f} / {err['max']:.4f}"),
-                        ("threshold (mean mask IoU)", f"{threshold}"),
-                        ("result", "PASS" if passed else "FAIL")):
-        table.add_row(name, value)
+    columns = {"value": figures, **{f"{name.replace('_', ' ')}": half for name, half in measured.items()}}
+    for title in columns:
+        table.add_column(title, justify="right")
+    rows = {"embedding cosine (mean / min)": lambda f: f"{f['embedding_cosine']['mean']:.5f} / "
+                                                       f"{f['embedding_cosine']['min']:.5f}",
+            "embedding max abs error": lambda f: f"{f['embedding_max_abs_error']:.4g}",
+            "mask IoU mean / min / p5": lambda f: f"{f['mask_iou']['mean']:.4f} / {f['mask_iou']['min']:.4f} / "
+                                                  f"{f['mask_iou']['p5']:.4f}",
+            "IoU prediction abs error (mean / max)": lambda f: f"{f['iou_prediction_abs_error']['mean']:.4f} / "
+                                                               f"{f['iou_prediction_abs_error']['max']:.4f}"}
+    for name, cell in rows.items():
+        table.add_row(name, *(cell(f) for f in columns.values()))
+    table.add_row("threshold (mean mask IoU)", f"{threshold}")
+    table.add_row("result", "PASS" if passed else "FAIL")
     Console().print(table)
     if json_out is not None:
         with atomic_path(json_out) as tmp:

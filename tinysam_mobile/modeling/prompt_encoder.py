@@ -57,16 +57,25 @@ class PromptEncoder(nn.Module):
         side = self.image_embedding_size
         return self.pe_layer.dense(side, side).unsqueeze(0)
 
-    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """coords (B, N, 2) in the input frame (pixels of the padded square), labels (B, N) float."""
-        coords = (coords + 0.5) / self.input_image_size  # SAM shifts to the pixel centre
-        embedding = self.pe_layer.encode(coords)
+    def point_features(self, coords: torch.Tensor) -> torch.Tensor:
+        """coords (B, N, 2) in the input frame (pixels of the padded square) -> (B, N, C) Fourier features."""
+        return self.pe_layer.encode((coords + 0.5) / self.input_image_size)  # SAM shifts to the pixel centre
+
+    def embed_point_features(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Point tokens from their Fourier features and labels (B, N) float: padding points (-1) become
+        not_a_point_embed, the others add their label's embedding. The label tests select 1 or 0 rather
+        than casting the comparison: full-integer graphs have an int8 select, no integer cast from bool."""
         labels = labels.unsqueeze(-1)
-        is_pad = (labels == -1).to(embedding.dtype)
-        embedding = embedding * (1 - is_pad) + self.not_a_point_embed.weight * is_pad
+        one, zero = torch.ones_like(labels), torch.zeros_like(labels)  # tensors: coremltools has no scalar where
+        is_pad = torch.where(labels == -1, one, zero)
+        embedding = features * (1 - is_pad) + self.not_a_point_embed.weight * is_pad
         for label, table in enumerate(self.point_embeddings):
-            embedding = embedding + table.weight * (labels == label).to(embedding.dtype)
+            embedding = embedding + table.weight * torch.where(labels == label, one, zero)
         return embedding
+
+    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """coords (B, N, 2) in the input frame, labels (B, N) float."""
+        return self.embed_point_features(self.point_features(coords), labels)
 
     def embed_mask(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
         """Dense prompt: downscaled mask where has_mask_input is 1, the learned no-mask embedding else."""

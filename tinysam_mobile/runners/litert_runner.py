@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..converters.accelerators import check_integer_only
-from ..converters.export_modules import DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..converters.export_modules import DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, POINT_FEATURES
 from ..converters.manifest import load_manifest
 from ..errors import ArtifactError, TinySamError
+from ..utils.prompts import point_features
 from ..utils.transforms import normalized_to_pixels
 from .batching import decode_in_batches
 
@@ -72,15 +73,22 @@ class LiteRTRunner:
         self.decoder_batch = _Signature(decoder, "decode_batch")
         self.delegate = delegate
         self.img_size = self.manifest["preprocessing"]["input_size"]
-        self.num_points = self.decoder.shape("point_coords")[1]
-        self.batch_size, self.batch_points = self.decoder_batch.shape("point_coords")[:2]
+        # The w8a8 decoder takes the points' Fourier features (sin / cos have no integer kernels): the
+        # glue computes them from the coordinates with the manifest's projection, as the Android app does.
+        features = self.manifest["decoder"].get(POINT_FEATURES)
+        self.gaussian_matrix = None if features is None else np.asarray(features["gaussian_matrix"], np.float32)
+        points_input = "point_coords" if features is None else POINT_FEATURES
+        self.num_points = self.decoder.shape(points_input)[1]
+        self.batch_size, self.batch_points = self.decoder_batch.shape(points_input)[:2]
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         return self.encoder(**{ENCODER_INPUT: normalized_to_pixels(image)})[ENCODER_OUTPUT]
 
     def _run(self, signature, embedding, coords, labels, mask, has_mask):
-        out = signature(image_embeddings=embedding, point_coords=coords, point_labels=labels, mask_input=mask,
-                        has_mask_input=has_mask)
+        points = ({"point_coords": coords} if self.gaussian_matrix is None
+                  else {POINT_FEATURES: point_features(coords, self.gaussian_matrix, self.img_size)})
+        out = signature(image_embeddings=embedding, point_labels=labels, mask_input=mask, has_mask_input=has_mask,
+                        **points)
         return out[DECODER_OUTPUTS[0]], out[DECODER_OUTPUTS[1]]
 
     def decode(self, embedding, point_coords, point_labels, mask_input, has_mask_input):

@@ -76,3 +76,16 @@ def pad_points(coords: np.ndarray, labels: np.ndarray, num_points: int) -> tuple
     pad = num_points - n
     return (np.concatenate([coords, np.zeros((pad, 2), np.float32)]),
             np.concatenate([labels, np.full(pad, PAD_LABEL, np.float32)]))
+
+
+POINT_FEATURES_FORMULA = ("point_features = concat(sin(a), cos(a)) over the last axis, "
+                          "a = 2 * pi * ((2 * (xy + 0.5) / input_size - 1) @ gaussian_matrix)")
+
+
+def point_features(coords: np.ndarray, gaussian_matrix: np.ndarray, input_size: int) -> np.ndarray:
+    """Decoder points (..., 2) in the input frame -> their Fourier features (..., 2K) float32, the prompt
+    encoder's first step (POINT_FEATURES_FORMULA), for decoders that take features instead of coordinates
+    (the full-integer LiteRT decoder: sin / cos have no integer kernels). gaussian_matrix (2, K)."""
+    normalized = 2 * ((np.asarray(coords, np.float32) + 0.5) / input_size) - 1
+    angles = 2 * np.pi * (normalized @ np.asarray(gaussian_matrix, np.float32))
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=-1).astype(np.float32)

@@ -24,6 +24,16 @@ class ParityConfig:
     seed: int = 0
 
 
+class HalfSwap:
+    """One runner's encoder with another's decoder, to see which half of an artifact loses accuracy;
+    prompts are padded to the artifact's point count either way (padding points are decoder tokens)."""
+
+    def __init__(self, encoder_runner, decoder_runner, num_points: Optional[int]) -> None:
+        self.name = f"{encoder_runner.name} encoder + {decoder_runner.name} decoder"
+        self.img_size, self.num_points, self.batch_size = decoder_runner.img_size, num_points, decoder_runner.batch_size
+        self.encode, self.decode = encoder_runner.encode, decoder_runner.decode
+
+
 def measure_parity(runner, reference, images: list[tuple[np.ndarray, Optional[np.ndarray]]],
                    config: ParityConfig = ParityConfig(), on_image: Callable[[], None] = lambda: None) -> dict:
     """images: (RGB, instance masks or None); prompts come from the masks when given (scenes)."""

@@ -150,6 +150,13 @@ def fill(shape, value=0.0):
     return np.full([int(s) for s in shape], value)
 
 
+@register("fill_like")
+def fill_like(ref_tensor, value=0.0):
+    """ref_tensor's shape, value's dtype (the MIL spec's fill_like)."""
+    value = np.asarray(value)
+    return np.full(np.shape(ref_tensor), value, dtype=value.dtype)
+
+
 @register("range_1d")
 def range_1d(start, end, step):
     return np.arange(start, end, step)

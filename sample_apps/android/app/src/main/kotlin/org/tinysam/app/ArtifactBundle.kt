@@ -41,6 +41,15 @@ class Artifact(val file: String, val role: String, val signatures: Map<String, S
 class ArtifactBundle private constructor(private val assets: AssetManager, manifest: JSONObject) {
     val imgSize: Int = manifest.getJSONObject("preprocessing").getInt("input_size")
     val precision: String = manifest.getString("precision")
+    /**
+     * The w8a8 decoder takes the points' Fourier features (sin / cos have no integer kernels): the (2, K)
+     * projection, row-major, with which the app computes them; null when the decoder takes coordinates.
+     */
+    val pointFeatureMatrix: FloatArray? = manifest.optJSONObject("decoder")?.optJSONObject("point_features")?.let {
+        val rows = it.getJSONArray("gaussian_matrix")
+        val (x, y) = rows.getJSONArray(0) to rows.getJSONArray(1)
+        FloatArray(2 * x.length()) { i -> (if (i < x.length()) x.getDouble(i) else y.getDouble(i - x.length())).toFloat() }
+    }
     val artifacts: Map<String, Artifact>
 
     init {

@@ -9,6 +9,7 @@ import org.tinysam.core.DecoderOutput
 import org.tinysam.core.DecoderPrompts
 import org.tinysam.core.EncoderInput
 import org.tinysam.core.PAD_LABEL
+import org.tinysam.core.pointFeatures
 import java.io.Closeable
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -65,12 +66,16 @@ class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeabl
     private val decoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode"))
     private val batchDecoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode_batch"))
     private val lowResSide = decoder.signature.output("low_res_masks").shape[3]
+    private val imgSize = bundle.imgSize
+    /** w8a8: the decoder takes the points' Fourier features, computed here from the coordinates. */
+    private val pointFeatureMatrix = bundle.pointFeatureMatrix
+    private val pointsInput = if (pointFeatureMatrix == null) "point_coords" else "point_features"
 
     /** Points per prompt of 'decode' (prompts are padded to it). */
-    val numPoints: Int = decoder.signature.input("point_coords").shape[1]
+    val numPoints: Int = decoder.signature.input(pointsInput).shape[1]
     /** Prompts per 'decode_batch' call and points per prompt (the grid point plus one padding point). */
-    val everythingBatch: Int = batchDecoder.signature.input("point_coords").shape[0]
-    val everythingPoints: Int = batchDecoder.signature.input("point_coords").shape[1]
+    val everythingBatch: Int = batchDecoder.signature.input(pointsInput).shape[0]
+    val everythingPoints: Int = batchDecoder.signature.input(pointsInput).shape[1]
 
     private fun interpreter(bundle: ArtifactBundle, role: String, accelerator: Accelerator): Interpreter {
         val options = Interpreter.Options()
@@ -87,8 +92,9 @@ class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeabl
 
     private fun run(signature: SignatureRunner, embedding: FloatArray, coords: FloatArray, labels: FloatArray,
                     prompts: Int): DecoderOutput {
+        val points = if (pointFeatureMatrix == null) coords else pointFeatures(coords, pointFeatureMatrix, imgSize)
         val out = signature.run(mapOf(
-            "image_embeddings" to embedding, "point_coords" to coords, "point_labels" to labels,
+            "image_embeddings" to embedding, pointsInput to points, "point_labels" to labels,
             "mask_input" to FloatArray(prompts * lowResSide * lowResSide), "has_mask_input" to FloatArray(prompts)))
         return DecoderOutput(out.getValue("low_res_masks"), out.getValue("iou_predictions"), lowResSide)
     }

@@ -75,3 +75,25 @@ fun padPoints(coords: FloatArray, labels: FloatArray, numPoints: Int): DecoderPr
     }
     return DecoderPrompts(coords.copyOf(2 * numPoints), FloatArray(numPoints) { if (it < n) labels[it] else PAD_LABEL })
 }
+
+/**
+ * The points' Fourier features, the prompt encoder's first step, for the w8a8 decoder, which takes them
+ * in place of coordinates (sin / cos have no integer kernels). coords (N, 2) in the input frame,
+ * gaussianMatrix (2, K) row-major from the manifest -> (N, 2K): the K sines, then the K cosines.
+ * Mirror of point_features in tinysam_mobile/utils/prompts.py.
+ */
+fun pointFeatures(coords: FloatArray, gaussianMatrix: FloatArray, inputSize: Int): FloatArray {
+    val k = gaussianMatrix.size / 2
+    val n = coords.size / 2
+    val features = FloatArray(n * 2 * k)
+    for (i in 0 until n) {
+        val x = 2.0f * ((coords[2 * i] + 0.5f) / inputSize) - 1.0f
+        val y = 2.0f * ((coords[2 * i + 1] + 0.5f) / inputSize) - 1.0f
+        for (j in 0 until k) {
+            val angle = (2.0 * Math.PI).toFloat() * (x * gaussianMatrix[j] + y * gaussianMatrix[k + j])
+            features[2 * k * i + j] = Math.sin(angle.toDouble()).toFloat()
+            features[2 * k * i + k + j] = Math.cos(angle.toDouble()).toFloat()
+        }
+    }
+    return features
+}

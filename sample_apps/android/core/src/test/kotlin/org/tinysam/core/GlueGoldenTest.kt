@@ -65,6 +65,8 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
         val decoder = encodePrompts(prompts(), originalSize, target, int("num_points"))
         assertArrayEquals("decoder coords", t.getValue("decoder_coords").floats(), decoder.coords, COORD_TOLERANCE)
         assertArrayEquals("decoder labels", t.getValue("decoder_labels").floats(), decoder.labels, 0.0f)
+        val features = pointFeatures(t.getValue("decoder_coords").floats(), t.getValue("gaussian_matrix").floats(), target)
+        assertArrayEquals("point features", t.getValue("point_features").floats(), features, 1e-5f)
 
         val lowRes = t.getValue("low_res_logits")
         val output = DecoderOutput(lowRes.floats(), t.getValue("iou_predictions").floats(), lowRes.shape[3])
