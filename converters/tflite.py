@@ -162,15 +162,25 @@ def quantize_for_xnnpack(float_model: bytes, calibration: dict[str, Any]) -> byt
 
 def calibrate(float_model: bytes, samples: dict[str, list], ranges: "dict[str, tuple[float, float]] | None" = None):
     """Activation min/max over the samples (LiteRT's profiler-based calibration: no intermediate
-    tensors are kept, so the 64-prompt decoder fits in memory), then `ranges` overrides."""
-    from ai_edge_quantizer import quantizer, recipe
-    from ai_edge_quantizer.calibrator import CalibrationMode
+    tensors are kept, so the 64-prompt decoder fits in memory), then `ranges` overrides.
+
+    Min and max over all samples (qsv_utils.min_max_update), not ai-edge-quantizer's default moving
+    average (weight 0.05 per new sample), which shrank every range a sample only sometimes reaches: the
+    decoder's 0/1 tensors (a label's one-hot, 1 - has_mask_input) were held in [0, 0.67] and [0, 0.49], so
+    a positive point counted 0.67 and the no-mask embedding half.
+    """
+    from ai_edge_quantizer import calibrator, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
 
     from .litert_calibration import override_ranges
 
-    q = quantizer.Quantizer(bytearray(float_model), recipe.static_wi8_ai8())
-    qsvs = q.calibrate(samples, num_threads=torch.get_num_threads(), mode=CalibrationMode.CALIBRATION_PROFILER_BASED)
-    return override_ranges(_keepdims(float_model, qsvs), ranges or {})
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe.static_wi8_ai8())
+    calib = calibrator.Calibrator(bytes(float_model), num_threads=torch.get_num_threads(),
+                                  mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED,
+                                  qsv_update_func=qsv_utils.min_max_update)
+    calib.calibrate(samples, manager)
+    return override_ranges(_keepdims(float_model, calib.get_model_qsvs()), ranges or {})
 
 
 def input_ranges(float_model: bytes, samples: dict[str, list]) -> dict[str, tuple[float, float]]:
