@@ -46,15 +46,18 @@ class RsqrtLayerNorm(nn.LayerNorm):
         return rsqrt_normalize(x, -1, self.eps) * self.weight + self.bias
 
 
-def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False) -> TinySam:
+def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False, rsqrt_decoder_norms: bool = False) -> TinySam:
     """A copy of the model with export-friendly modules swapped in (same weights, same function).
     rsqrt_encoder_norms (LiteRT): TinyViT's nn.LayerNorms as RsqrtLayerNorm; ONNX keeps its fused
-    LayerNormalization."""
+    LayerNormalization. rsqrt_decoder_norms (LiteRT integer decoders): the mask decoder's too, as
+    SQUARED_DIFFERENCE has no int16 (16x8) quantization."""
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         if type(module) is LayerNorm2d:
             module.__class__ = RsqrtLayerNorm2d
-    for module in model.image_encoder.modules() if rsqrt_encoder_norms else ():
+    rewritten = ((model.image_encoder,) if rsqrt_encoder_norms else ()) + ((model.mask_decoder,) if rsqrt_decoder_norms
+                                                                            else ())
+    for module in (m for part in rewritten for m in part.modules()):
         if type(module) is nn.LayerNorm:
             module.__class__ = RsqrtLayerNorm
     return model

@@ -7,9 +7,10 @@ fp32; fp16 (weights stored as float16); int8 (dynamic range: int8 weights, float
 w8a8 (every op integer, int8 inputs and outputs, activation ranges calibrated on real photos and
 generated scenes, then checked op by op; int16 where a softmax spans the image; the decoder takes the
 points' Fourier features from the app, as sin / cos have no integer kernels; with --scales, TinySAM
-PTQ weight grids and activation ranges, see litert_scales); int8-xnnpack (the fastest on CPU: the encoder
-calibrated int8 like w8a8 except GELU, softmax, attention matmuls and LayerNorms, which stay float, so
-XNNPACK runs all of it as one partition; the decoder as int8).
+PTQ weight grids and activation ranges, see litert_scales); w8a16 (as w8a8 with every activation
+int16, TFLite's 16x8 quantization mode); int8-xnnpack (the fastest on CPU: the encoder calibrated int8
+like w8a8 except GELU, softmax, attention matmuls and LayerNorms, which stay float, so XNNPACK runs all
+of it as one partition; the decoder as int8).
 """
 
 import tempfile
@@ -22,27 +23,30 @@ import torch
 from ..calibration.scales import ScalesFile
 from ..errors import TinySamError
 from ..modeling import TinySam
+from ..utils.prompts import POINT_FEATURES_FORMULA, point_features
 from . import accelerators, litert_scales
 from .config import EVERYTHING_POINTS, ConvertConfig
 from .export_modules import (DECODER_OUTPUTS, ENCODER_INPUT, POINT_FEATURES, FeaturePromptDecoder, PixelEncoder,
                              PromptDecoder, decoder_sample_inputs, export_copy)
-from ..utils.prompts import POINT_FEATURES_FORMULA, point_features
 from .manifest import artifact_record, path_sha256, write_manifest
 
-PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "int8-xnnpack")
+PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "w8a16", "int8-xnnpack")
+ACTIVATION_BITS = {"w8a8": 8, "w8a16": 16}  # the full-integer precisions
 ENCODER_FILE = "encoder.tflite"
 DECODER_FILE = "decoder.tflite"
 GPU_REPORT_FILE = "gpu_compatibility.txt"
 ENCODER_SIGNATURE = "encode"
 DECODER_SIGNATURES = ("decode", "decode_batch")
-PIXEL_RANGE = (0.0, 255.0)  # int8 scale 1: every 8-bit pixel value exactly representable
-# int8 scale 1/2, zero point 0: every point label (-1..3) exact. The prompt encoder tests labels with
-# EQUAL; on the calibrated range [-1, 3] (scale 4/255, zero point -64) only 0 was exact, so every padding,
-# positive and box-corner test failed. (Scale 1 would do too, but LiteRT's int8 EQUAL aborts on a scale >= 1.)
-LABEL_RANGE = (-64.0, 63.5)
+# Fixed input ranges by activation bits, so that what the app feeds is held exactly. int8 (asymmetric):
+# pixels at scale 1; int16 (symmetric, zero point 0): pixels at scale 1/128.
+PIXEL_RANGES = {8: (0.0, 255.0), 16: (-32767 / 128, 32767 / 128)}
+# Scale 1/2, zero point 0: every point label (-1..3) exact. The prompt encoder tests labels with EQUAL; on
+# the calibrated range [-1, 3] (scale 4/255, zero point -64) only 0 was exact, so every padding, positive
+# and box-corner test failed. (Scale 1 would do too, but LiteRT's int8 EQUAL aborts on a scale >= 1.)
+LABEL_RANGES = {8: (-64.0, 63.5), 16: (-32767 / 2, 32767 / 2)}
 # has_mask_input is a 0/1 flag: calibrated, the everything-mode signature (never given a mask prompt)
 # saw only 0 and its scale collapsed to 4e-12, so a 1 would have read as 0.
-FIXED_DECODER_RANGES = {"point_labels": LABEL_RANGE, "has_mask_input": (0.0, 1.0)}
+HAS_MASK_RANGE = (0.0, 1.0)
 
 FP16_RECIPE = [{
     "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
@@ -71,24 +75,26 @@ def _export(converter, path: Path) -> bytes:
 
 def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, progress) -> tuple[bytes, bytes]:
     """(encoder, decoder) float32 flatbuffers at fixed shapes (litert-torch cannot do dynamic ones). The
-    w8a8 decoder takes the points' Fourier features (FeaturePromptDecoder), the others their coordinates."""
+    integer precisions' decoder takes the points' Fourier features (FeaturePromptDecoder) and writes its
+    LayerNorms in rsqrt form; the others take the coordinates."""
     import litert_torch
 
     size = model.config.img_size
-    features = config.precision == "w8a8"
+    features = config.precision in ACTIVATION_BITS
     key = (checkpoint_sha256, size, config.num_points, config.everything_batch)
-    model = export_copy(model, rsqrt_encoder_norms=True)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         if (*key, ENCODER_FILE) not in _float_exports:
             progress("exporting the encoder (litert-torch)")
-            encoder = litert_torch.signature(ENCODER_SIGNATURE, PixelEncoder(model).eval(),
+            encoder = litert_torch.signature(ENCODER_SIGNATURE,
+                                             PixelEncoder(export_copy(model, rsqrt_encoder_norms=True)).eval(),
                                              sample_kwargs={ENCODER_INPUT: torch.rand(1, size, size, 3) * 255})
             _float_exports[(*key, ENCODER_FILE)] = _export(encoder.convert(), Path(tmp) / ENCODER_FILE)
         if (*key, DECODER_FILE, features) not in _float_exports:
             progress("exporting the decoder (litert-torch)")
-            decoder = (FeaturePromptDecoder if features else PromptDecoder)(model).eval()
-            converter = litert_torch.signature(DECODER_SIGNATURES[0], decoder,
-                                               sample_kwargs=decoder_sample_inputs(size, 1, config.num_points, features))
+            exported = export_copy(model, rsqrt_decoder_norms=features)
+            decoder = (FeaturePromptDecoder if features else PromptDecoder)(exported).eval()
+            converter = litert_torch.signature(DECODER_SIGNATURES[0], decoder, sample_kwargs=decoder_sample_inputs(
+                size, 1, config.num_points, features))
             converter.signature(DECODER_SIGNATURES[1], decoder, sample_kwargs=decoder_sample_inputs(
                 size, config.everything_batch, EVERYTHING_POINTS, features))
             _float_exports[(*key, DECODER_FILE, features)] = _export(converter.convert(), Path(tmp) / DECODER_FILE)
@@ -116,24 +122,26 @@ def int8_recipe() -> list:
     return recipe.dynamic_wi8_afp32() + [_float_rule(".*", "DEPTHWISE_CONV_2D")]
 
 
-def full_integer_recipe(float_model: bytes) -> list:
+def full_integer_recipe(float_model: bytes, activation_bits: int = 8) -> list:
     """static_wi8_ai8, except 16-bit activations (int16 x int8 kernels) for each softmax over more than
     WIDE_SOFTMAX entries and the ops carrying its output to its matmul. LiteRT's int8 softmax output has a
     fixed step of 1/256: in the decoder's token-to-image attentions (4096 image positions) every weight of
-    a spread-out row rounds to 0 and the attention returns its bias only."""
+    a spread-out row rounds to 0 and the attention returns its bias only. activation_bits 16: every
+    activation int16 (static_wi8_ai16, TFLite's 16x8 kernels)."""
     import re
 
     from ai_edge_quantizer import recipe_manager
 
     manager = recipe_manager.RecipeManager()
-    manager.add_static_config(".*", "*", activation_num_bits=8, weight_num_bits=8)
-    for op_name, scope in litert_scales.wide_softmax_ops(float_model, WIDE_SOFTMAX):
+    manager.add_static_config(".*", "*", activation_num_bits=activation_bits, weight_num_bits=8)
+    wide_softmax = litert_scales.wide_softmax_ops(float_model, WIDE_SOFTMAX) if activation_bits == 8 else []
+    for op_name, scope in wide_softmax:
         manager.add_static_config(f"^{re.escape(scope)}$", op_name, activation_num_bits=16, weight_num_bits=8)
     return manager.get_quantization_recipe()
 
 
-def quantize_full_integer(float_model: bytes, calibration: dict[str, Any]) -> bytes:
-    return _quantize(float_model, full_integer_recipe(float_model), calibration)
+def quantize_full_integer(float_model: bytes, calibration: dict[str, Any], activation_bits: int = 8) -> bytes:
+    return _quantize(float_model, full_integer_recipe(float_model, activation_bits), calibration)
 
 
 def quantize_for_xnnpack(float_model: bytes, calibration: dict[str, Any]) -> bytes:
@@ -210,20 +218,23 @@ def _float_runner(model_bytes: bytes, signature: str):
     return lambda **inputs: runner(**inputs)
 
 
-def _calibrate_encoder(encoder: bytes, images: list, size: int, ranges: "dict[str, tuple[float, float]] | None" = None
-                       ) -> tuple[list, Any]:
-    """(encoder samples, their calibrated ranges); the pixel input gets its exact 0-255 range (int8 scale 1)."""
+def _calibrate_encoder(encoder: bytes, images: list, size: int, ranges: "dict[str, tuple[float, float]] | None" = None,
+                       activation_bits: int = 8) -> tuple[list, Any]:
+    """(encoder samples, their calibrated ranges); the pixel input gets its fixed range (PIXEL_RANGES)."""
     from .litert_calibration import encoder_samples
 
     samples = encoder_samples(images, size)
     input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
-    return samples, calibrate(encoder, {ENCODER_SIGNATURE: samples}, {input_name: PIXEL_RANGE, **(ranges or {})})
+    pixels = {input_name: PIXEL_RANGES[activation_bits]}
+    return samples, calibrate(encoder, {ENCODER_SIGNATURE: samples}, {**pixels, **(ranges or {})})
 
 
-def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress,
-                  scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "litert_scales.ScalesReport | None"]:
-    """Full-integer models; with TinySAM PTQ scales, their weight grids and activation ranges replace the
-    calibrated ones wherever the graph holds the op (checked on the quantized graphs), and a report."""
+def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress,
+                     scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "litert_scales.ScalesReport | None"]:
+    """Full-integer models (w8a8, or w8a16: every activation int16); with TinySAM PTQ scales (w8a8), their
+    weight grids and activation ranges replace the calibrated ones wherever the graph holds the op
+    (checked on the quantized graphs), and a report."""
+    bits = ACTIVATION_BITS[config.precision]
     from .litert_calibration import calibration_images, decoder_samples
 
     size = model.config.img_size
@@ -236,8 +247,8 @@ def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: Conver
         report.check_complete(scales)
     progress("calibrating the encoder")
     images = calibration_images(config)
-    enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges)
-    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges))
+    enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges, bits)
+    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges), bits)
     progress("calibrating the decoder")
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
@@ -250,14 +261,15 @@ def quantize_w8a8(encoder: bytes, decoder: bytes, model: TinySam, config: Conver
 
     samples = decoder_samples(images, embeddings, config, size,
                               lambda s: decode(**with_features(s))[DECODER_OUTPUTS[0]])
-    samples = {signature: [with_features(s) for s in signature_samples] for signature, signature_samples in samples.items()}
+    samples = {signature: [with_features(s) for s in listed] for signature, listed in samples.items()}
     ranges = input_ranges(decoder, samples)
     for signature in DECODER_SIGNATURES:
         inputs = _signature_details(decoder, signature)["inputs"]
-        ranges.update({inputs[name]["tensor"]: fixed for name, fixed in FIXED_DECODER_RANGES.items()})
+        ranges.update({inputs["point_labels"]["tensor"]: LABEL_RANGES[bits],
+                       inputs["has_mask_input"]["tensor"]: HAS_MASK_RANGE})
     ranges.update(plans[1].activation_ranges)
     with litert_scales.quiet_shared_buffer_rewrites():
-        decoder_q = quantize_full_integer(decoder, plans[1].apply(calibrate(decoder, samples, ranges)))
+        decoder_q = quantize_full_integer(decoder, plans[1].apply(calibrate(decoder, samples, ranges)), bits)
     for quantized, plan in zip((encoder_q, decoder_q), plans):
         litert_scales.verify(quantized, plan)
     return encoder_q, decoder_q, report
@@ -320,13 +332,13 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         elif config.precision == "int8":
             progress("quantizing weights to int8")
             encoder, decoder = (_quantize(m, int8_recipe()) for m in (encoder, decoder))
-        elif config.precision == "w8a8":
-            encoder, decoder, report = quantize_w8a8(encoder, decoder, model, config, progress, scales)
+        elif config.precision in ACTIVATION_BITS:
+            encoder, decoder, report = quantize_integer(encoder, decoder, model, config, progress, scales)
         elif config.precision == "int8-xnnpack":
             encoder, decoder = quantize_int8_xnnpack(encoder, decoder, model, config, progress)
         (work_dir / ENCODER_FILE).write_bytes(encoder)
         (work_dir / DECODER_FILE).write_bytes(decoder)
-        if config.precision == "w8a8":
+        if config.precision in ACTIVATION_BITS:
             progress("checking that every op is integer")
             for name in (ENCODER_FILE, DECODER_FILE):
                 accelerators.check_integer_only(work_dir / name)
@@ -349,14 +361,15 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         work_dir, target="tflite", precision=config.precision, checkpoint_sha256=checkpoint_sha256,
         img_size=model.config.img_size, artifacts=artifacts,
         encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 (float, or "
-                       "int8 with the listed scale / zero point for w8a8 and int8-xnnpack); pad bottom/right with "
-                       "pixel_mean; normalisation happens inside the model"},
+                       "int8 / int16 with the listed scale / zero point for w8a8, int8-xnnpack / w8a16); pad "
+                       "bottom/right with pixel_mean; normalisation happens inside the model"},
         decoder={"signatures": {"decode": f"1 prompt x {config.num_points} points",
                                 "decode_batch": f"{config.everything_batch} prompts x {EVERYTHING_POINTS} points "
                                 "(point + padding), one shared image embedding"},
                  "outputs": list(DECODER_OUTPUTS),
                  **({POINT_FEATURES: {"replaces": "point_coords", "gaussian_matrix": gaussian_matrix(model).tolist(),
-                                      "formula": POINT_FEATURES_FORMULA}} if config.precision == "w8a8" else {})},
+                                      "formula": POINT_FEATURES_FORMULA}}
+                    if config.precision in ACTIVATION_BITS else {})},
         num_points=config.num_points, everything_batch=config.everything_batch,
         **({"ptq_scales": {"file": Path(config.scales).name, "sha256": path_sha256(Path(config.scales)),
                            "method": scales.method, "entries": len(scales.ops), **report.summary()}}

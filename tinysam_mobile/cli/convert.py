@@ -19,7 +19,8 @@ def convert(
     target: str = typer.Option(..., "--target", "-t", help="tflite (LiteRT, Android), coreml (ML Program, iOS) "
                                "or onnx (ONNX Runtime Mobile).", show_default=False),
     precision: str = typer.Option(
-        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer) | int8-xnnpack "
+        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer) | w8a16 (full integer, int16 "
+        "activations) | int8-xnnpack "
         "(fastest on CPU: int8 encoder activations where XNNPACK computes in int8). "
         "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; replaced whole when the conversion "

@@ -32,7 +32,7 @@ def validate(
 
     Reports embedding cosine and maximum error, the mask IoU distribution (mean, min, 5th percentile;
     every mask of every prompt, at the image's size) and the IoU-prediction error. Exits with 1 when the
-    mean mask IoU misses the precision's threshold (fp32 0.995, fp16 0.99, int8 0.98, w8a8 0.95), with 2
+    mean mask IoU misses the precision's threshold (fp32 0.995, fp16 0.99, int8 0.98, w8a8 and w8a16 0.95), with 2
     when the artifacts are missing, modified or do not match the checkpoint.
     """
     from rich.console import Console
@@ -75,7 +75,7 @@ def validate(
 
     table = Table(title=f"{target} {precision} vs FP32 PyTorch: {figures['images']} images, {figures['prompts']} prompts")
     table.add_column("metric")
-    columns = {"value": figures, **{f"{name.replace('_', ' ')}": half for name, half in measured.items()}}
+    columns = {"value": figures, **{name.replace("_", " "): half for name, half in measured.items()}}
     for title in columns:
         table.add_column(title, justify="right")
     rows = {"embedding cosine (mean / min)": lambda f: f"{f['embedding_cosine']['mean']:.5f} / "

@@ -10,15 +10,20 @@ import java.security.MessageDigest
 /** A problem with the installed artifacts, worded for the person running the app. */
 class ArtifactException(message: String) : Exception(message)
 
-/** int8 tensor = round(float / scale) + zeroPoint, as the manifest lists it for w8a8 artifacts. */
+/** Integer tensor = round(float / scale) + zeroPoint, as the manifest lists it for w8a8 / w8a16 artifacts. */
 class Quantization(val scale: Float, val zeroPoint: Int) {
-    fun quantize(value: Float): Byte = Math.max(-128.0, Math.min(127.0, Math.rint((value / scale).toDouble()) + zeroPoint)).toInt().toByte()
-    fun dequantize(value: Byte): Float = (value.toInt() - zeroPoint) * scale
+    fun quantize(value: Float, min: Int, max: Int): Int =
+        Math.max(min.toDouble(), Math.min(max.toDouble(), Math.rint((value / scale).toDouble()) + zeroPoint)).toInt()
+    fun dequantize(code: Int): Float = (code - zeroPoint) * scale
 }
 
-/** One input or output of a signature as the manifest lists it: float32, or int8 with its quantization. */
+/** Bytes per element of the tensor types this app feeds and reads. */
+val DTYPE_BYTES = mapOf("float32" to 4, "int8" to 1, "int16" to 2)
+
+/** One input or output of a signature as the manifest lists it: float32, or int8 / int16 with its quantization. */
 class TensorSpec(val name: String, val shape: IntArray, val dtype: String, val quantization: Quantization?) {
     val elements: Int get() = shape.fold(1) { n, d -> n * d }
+    val bytes: Int get() = elements * DTYPE_BYTES.getValue(dtype)
 }
 
 /** One LiteRT signature: inputs and outputs by signature name (e.g. "point_coords", "low_res_masks"). */
@@ -42,8 +47,9 @@ class ArtifactBundle private constructor(private val assets: AssetManager, manif
     val imgSize: Int = manifest.getJSONObject("preprocessing").getInt("input_size")
     val precision: String = manifest.getString("precision")
     /**
-     * The w8a8 decoder takes the points' Fourier features (sin / cos have no integer kernels): the (2, K)
-     * projection, row-major, with which the app computes them; null when the decoder takes coordinates.
+     * The integer (w8a8, w8a16) decoders take the points' Fourier features (sin / cos have no integer
+     * kernels): the (2, K) projection, row-major, with which the app computes them; null when the decoder
+     * takes coordinates.
      */
     val pointFeatureMatrix: FloatArray? = manifest.optJSONObject("decoder")?.optJSONObject("point_features")?.let {
         val rows = it.getJSONArray("gaussian_matrix")
@@ -105,8 +111,8 @@ class ArtifactBundle private constructor(private val assets: AssetManager, manif
             val quantization = spec.optJSONObject("quantization")?.let {
                 Quantization(it.getDouble("scale").toFloat(), it.getInt("zero_point"))
             }
-            if (dtype != "float32" && !(dtype == "int8" && quantization != null)) {
-                throw ArtifactException("$file: tensor '$name' is $dtype; this app feeds float32 or quantized int8")
+            if (dtype != "float32" && !(dtype in DTYPE_BYTES && quantization != null)) {
+                throw ArtifactException("$file: tensor '$name' is $dtype; this app feeds float32 or quantized int8 / int16")
             }
             return TensorSpec(name, IntArray(shape.length()) { shape.getInt(it) }, dtype, quantization)
         }

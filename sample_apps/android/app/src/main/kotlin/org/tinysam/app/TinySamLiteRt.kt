@@ -19,7 +19,7 @@ enum class Accelerator { CPU, GPU, NPU }
 
 /**
  * One signature of an interpreter with float arrays in and out: each tensor is fed and read as the
- * manifest lists it, float32 as is, int8 (w8a8) quantized with its scale and zero point.
+ * manifest lists it, float32 as is, int8 (w8a8) or int16 (w8a16) quantized with its scale and zero point.
  */
 private class SignatureRunner(private val interpreter: Interpreter, val signature: Signature) {
     fun run(inputs: Map<String, FloatArray>): Map<String, FloatArray> {
@@ -31,8 +31,7 @@ private class SignatureRunner(private val interpreter: Interpreter, val signatur
         return fetch.mapValues { (name, buffer) -> unpack(signature.output(name), buffer) }
     }
 
-    private fun buffer(spec: TensorSpec): ByteBuffer =
-        ByteBuffer.allocateDirect(spec.elements * (if (spec.dtype == "int8") 1 else 4)).order(ByteOrder.nativeOrder())
+    private fun buffer(spec: TensorSpec): ByteBuffer = ByteBuffer.allocateDirect(spec.bytes).order(ByteOrder.nativeOrder())
 
     private fun pack(spec: TensorSpec, values: FloatArray): ByteBuffer {
         if (values.size != spec.elements) {
@@ -40,7 +39,11 @@ private class SignatureRunner(private val interpreter: Interpreter, val signatur
         }
         val buffer = buffer(spec)
         val q = spec.quantization
-        if (q == null) buffer.asFloatBuffer().put(values) else values.forEach { buffer.put(q.quantize(it)) }
+        when {
+            q == null -> buffer.asFloatBuffer().put(values)
+            spec.dtype == "int16" -> values.forEach { buffer.putShort(q.quantize(it, -32768, 32767).toShort()) }
+            else -> values.forEach { buffer.put(q.quantize(it, -128, 127).toByte()) }
+        }
         buffer.rewind()
         return buffer
     }
@@ -48,7 +51,8 @@ private class SignatureRunner(private val interpreter: Interpreter, val signatur
     private fun unpack(spec: TensorSpec, buffer: ByteBuffer): FloatArray {
         buffer.rewind()
         val q = spec.quantization ?: return FloatArray(spec.elements).also { buffer.asFloatBuffer().get(it) }
-        return FloatArray(spec.elements) { q.dequantize(buffer.get(it)) }
+        if (spec.dtype == "int16") return FloatArray(spec.elements) { q.dequantize(buffer.getShort(2 * it).toInt()) }
+        return FloatArray(spec.elements) { q.dequantize(buffer.get(it).toInt()) }
     }
 }
 
@@ -67,7 +71,7 @@ class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeabl
     private val batchDecoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode_batch"))
     private val lowResSide = decoder.signature.output("low_res_masks").shape[3]
     private val imgSize = bundle.imgSize
-    /** w8a8: the decoder takes the points' Fourier features, computed here from the coordinates. */
+    /** w8a8 / w8a16: the decoder takes the points' Fourier features, computed here from the coordinates. */
     private val pointFeatureMatrix = bundle.pointFeatureMatrix
     private val pointsInput = if (pointFeatureMatrix == null) "point_coords" else "point_features"
 
