@@ -55,9 +55,8 @@ def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False, rsqrt_decoder
     for module in model.modules():
         if type(module) is LayerNorm2d:
             module.__class__ = RsqrtLayerNorm2d
-    rewritten = ((model.image_encoder,) if rsqrt_encoder_norms else ()) + ((model.mask_decoder,) if rsqrt_decoder_norms
-                                                                            else ())
-    for module in (m for part in rewritten for m in part.modules()):
+    parts = ((model.image_encoder, rsqrt_encoder_norms), (model.mask_decoder, rsqrt_decoder_norms))
+    for module in (m for part, wanted in parts if wanted for m in part.modules()):
         if type(module) is nn.LayerNorm:
             module.__class__ = RsqrtLayerNorm
     return model
@@ -151,7 +150,7 @@ class PromptDecoder(nn.Module):
 
 
 class FeaturePromptDecoder(PromptDecoder):
-    """The full-integer (w8a8) decoder's contract: the points' Fourier features (B, N, C) come from the
+    """The full-integer (w8a8, w8a16) decoders' contract: the points' Fourier features (B, N, C) come from the
     app (utils/prompts.point_features, with the manifest's gaussian matrix) instead of their coordinates,
     because sin / cos have no integer kernels. Everything else as PromptDecoder."""
 

@@ -291,7 +291,7 @@ def quantize_int8_xnnpack(encoder: bytes, decoder: bytes, model: TinySam, config
 
 
 def gaussian_matrix(model: TinySam) -> np.ndarray:
-    """(2, 128) projection of the prompt encoder's Fourier features (the w8a8 decoder's app-side part)."""
+    """(2, 128) projection of the prompt encoder's Fourier features (the integer decoders' app-side part)."""
     return model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.detach().float().numpy()
 
 

@@ -16,9 +16,9 @@ index.txt, one case per line as "<kind> <file>", and one little-endian binary fi
 Kinds: preprocess (image -> resized image -> normalised encoder input, and the NHWC mean-padded
 pixel input of the LiteRT encoder), predict (prompts + low-res logits ->
 decoder prompts, masks, best mask; and the decoder points' Fourier features under a seeded projection,
-which the app computes for the w8a8 LiteRT decoder), prompt_error (prompts the pipeline refuses), everything
-(TinySAM's hierarchical generator: every decoder call's prompts and answers, the round-1 coverage,
-the round-2 points and the final masks after NMS).
+which the app computes for the integer LiteRT decoders), prompt_error (prompts the pipeline refuses),
+everything (TinySAM's hierarchical generator: every decoder call's prompts and answers, the round-1
+coverage, the round-2 points and the final masks after NMS).
 """
 
 import struct

@@ -73,8 +73,8 @@ class LiteRTRunner:
         self.decoder_batch = _Signature(decoder, "decode_batch")
         self.delegate = delegate
         self.img_size = self.manifest["preprocessing"]["input_size"]
-        # The w8a8 decoder takes the points' Fourier features (sin / cos have no integer kernels): the
-        # glue computes them from the coordinates with the manifest's projection, as the Android app does.
+        # The integer decoders (w8a8, w8a16) take the points' Fourier features (sin / cos have no integer
+        # kernels): the glue computes them from the coordinates with the manifest's projection, as the app does.
         features = self.manifest["decoder"].get(POINT_FEATURES)
         self.gaussian_matrix = None if features is None else np.asarray(features["gaussian_matrix"], np.float32)
         points_input = "point_coords" if features is None else POINT_FEATURES
