@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OUT := outputs/demo
 PHOTO = $(shell $(BIN)/python -c "import skimage.data, os; print(os.path.join(skimage.data.data_dir, 'chelsea.png'))")
 
-.PHONY: demo test install kotlin-deps
+.PHONY: demo test install kotlin-deps train-cpu
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,3 +31,15 @@ kotlin-deps:
 
 test: install kotlin-deps
 	$(BIN)/python -m pytest -q
+
+# The CPU recipe that trained the embedded demo model (2 cores; resumable: rerun to continue from
+# $(TRAIN)/state.pt). Phase 1 escapes the empty-mask plateau at 256 px on easy scenes first; phase 2
+# adds 384 and 512 px and the refinement round. Weights: $(TRAIN)/weights.safetensors.
+TRAIN := outputs/train-cpu
+TRAIN_FLAGS := --device cpu --threads 2 --out $(TRAIN) --eval-every 200 --eval-scenes 8 --save-every 50
+train-cpu: install
+	if [ -f $(TRAIN)/state.pt ]; then $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt \
+		--stop-at 500; else $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --img-size 256 --sizes 256 \
+		--steps 2400 --batch-size 4 --prompts-per-image 16 --lr 5e-4 --warmup-steps 100 --focal-weight 5 \
+		--easy-steps 250 --easy-fraction 0.25 --refine-rounds 0 --loss-size 256 --stop-at 500; fi
+	$(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt --sizes 256,384,512 --refine-rounds 1

@@ -101,3 +101,13 @@ def tflite_fp32_dir(tmp_path_factory, calibration_photos) -> Path:
 @pytest.fixture(scope="session")
 def tflite_w8a8_dir(tmp_path_factory, calibration_photos) -> Path:
     return _tflite_dir(tmp_path_factory, calibration_photos, "w8a8")
+
+
+@pytest.fixture(scope="session")
+def golden_dir(tmp_path_factory) -> Path:
+    """Golden vectors of the app glue, written by the Python reference (read by the Kotlin and Swift tests)."""
+    from tinysam_mobile.golden import write_golden
+
+    out = tmp_path_factory.mktemp("golden")
+    write_golden(out)
+    return out

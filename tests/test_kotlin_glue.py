@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinysam_mobile.golden import read_tensors, write_golden
+from tinysam_mobile.golden import read_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "sample_apps" / "android" / "core"
@@ -25,13 +25,6 @@ def _require_toolchain() -> None:
     missing += [jar for jar in TEST_CLASSPATH if not (JAVA_LIBS / jar).is_file()]
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: run `make kotlin-deps` (apt-get install kotlin junit4)")
-
-
-@pytest.fixture(scope="module")
-def golden_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("golden")
-    write_golden(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +44,14 @@ def test_golden_files_round_trip(golden_dir):
     """The writer's format reads back as what the Kotlin/Swift readers expect: magic, names, shapes."""
     index = (golden_dir / "index.txt").read_text().split("\n")
     rows = [line.split(" ") for line in index if line]
-    assert {kind for kind, _ in rows} == {"preprocess", "predict", "prompt_error", "everything"}
+    assert {kind for kind, _ in rows} == {"preprocess", "predict", "prompt_error", "everything", "image_error",
+                                          "image_read"}
     assert ["predict", "predict_landscape_box_1024.bin"] in rows
     tensors = read_tensors(golden_dir / "predict_landscape_box_1024.bin")
     assert tensors["decoder_labels"].tolist() == [[2, 3, -1, -1, -1, -1, -1, -1]]
     assert tensors["masks"].shape == (3, 300, 451) and tensors["low_res_logits"].shape == (1, 3, 256, 256)
+    assert "points" not in tensors  # a prompt given as None has no tensor
+    assert read_tensors(golden_dir / "predict_empty_points_no_box_1024.bin")["points"].shape == (0, 2)
 
 
 def test_kotlin_glue_matches_python(glue_jar, golden_dir):

@@ -125,3 +125,77 @@ def test_prompts_follow_the_inference_layout():
     assert label == 1.0 and 20 <= xy[0] < 30
     coords, labels = prompts.add_click(*prompts.first_prompt(rng, "box", mask, 3), xy, label)
     assert labels.tolist() == [1, 2, 3]
+
+
+def test_steps_draw_their_size_and_easy_scenes_from_the_config():
+    config = replace(TINY, sizes=(128, 192), easy_steps=3, easy_fraction=0.5, steps=40)
+    sizes = {config.step_size(step) for step in range(40)}
+    assert sizes == {128, 192}
+    assert all(make_batch(config, step).images.shape[-1] == config.step_size(step) for step in (0, 1, 2))
+    assert all(config.easy(step, 0) for step in range(3))
+    later = [config.easy(step, 0) for step in range(3, 40)]
+    assert 0 < sum(later) < len(later)
+    # An easy scene is flat: every masked pixel of an object has that object's one colour.
+    batch = make_batch(replace(config, sizes=()), 0)
+    image = batch.images[0].permute(1, 2, 0).numpy()
+    for mask in batch.masks[0]:
+        assert len(np.unique(image[mask].round(4), axis=0)) == 1
+
+
+def test_a_step_trains_at_the_size_of_its_batch():
+    config = replace(TINY, sizes=(128, 192), refine_rounds=0)
+    state = new_state(config)
+    for step in range(4):
+        batch = make_batch(config, step)
+        train_step(state.model, state.optimizer, state.scheduler, batch, step_rng(config, step), config)
+        assert state.model.config.img_size == batch.images.shape[-1]
+        assert state.model.prompt_encoder.dense_pe().shape[-1] == batch.images.shape[-1] // 16
+
+
+def test_worker_processes_generate_the_serial_batches():
+    from tinysam_mobile.training.train import batches
+
+    config = replace(TINY, steps=3)
+    for serial, parallel in zip(batches(config, 1, 3, workers=0), batches(config, 1, 3, workers=2)):
+        assert torch.equal(serial.images, parallel.images)
+        assert all(np.array_equal(a, b) for a, b in zip(serial.masks, parallel.masks))
+
+
+def test_time_limit_stops_after_the_current_step_and_saves(tmp_path):
+    state = train(new_state(replace(TINY, steps=50)), tmp_path, save_every=100, time_limit=0.0)
+    assert state.step == 1 and state.seconds > 0
+    assert load_state(tmp_path / "state.pt").step == 1
+
+
+def test_weight_parts_join_into_the_whole_and_seed_a_new_run(tmp_path):
+    from tinysam_mobile.cli import app
+    from tinysam_mobile.training.job import start_state
+    from tinysam_mobile.training.train import export_weights
+
+    model = new_state(TINY).model
+    export_weights(model, tmp_path / "w.safetensors", parts=True)
+    encoder, decoder = tmp_path / "w.encoder.safetensors", tmp_path / "w.decoder.safetensors"
+    assert encoder.stat().st_size < 16 * 2**20 and decoder.stat().st_size < 16 * 2**20
+    runner = CliRunner()
+    result = runner.invoke(app, ["join-weights", str(encoder), str(decoder), "--out", str(tmp_path / "j.safetensors")])
+    assert result.exit_code == 0, result.output
+    whole, joined = read_state_dict(tmp_path / "w.safetensors"), read_state_dict(tmp_path / "j.safetensors")
+    assert whole.keys() == joined.keys() and all(torch.equal(whole[k], joined[k]) for k in whole)
+    result = runner.invoke(app, ["join-weights", str(encoder), "--out", str(tmp_path / "half.safetensors")])
+    assert result.exit_code != 0 and "missing: mask_decoder." in str(result.exception)
+    assert not (tmp_path / "half.safetensors").exists()
+    started = start_state({"img_size": 128, "steps": 1}, init_weights=tmp_path / "j.safetensors")
+    assert started.step == 0 and all(torch.equal(v.half(), whole[k]) for k, v in started.model.state_dict().items()
+                                     if v.is_floating_point())
+
+
+def test_learning_curve_is_written_and_plotted(tmp_path):
+    from tinysam_mobile.training.curve import append_point, plot_curve, read_curve
+
+    append_point(tmp_path / "c.csv", 100, 60.0, {"miou_point": 0.25, "miou_box": 0.5, "iou_correlation": None})
+    append_point(tmp_path / "c.csv", 200, 120.0, {"miou_point": 0.5, "miou_box": 0.75, "iou_correlation": 0.3})
+    rows = read_curve(tmp_path / "c.csv")
+    assert [row["step"] for row in rows] == [100, 200] and rows[0]["iou_correlation"] is None
+    assert rows[1]["miou_box"] == 0.75
+    plot_curve(tmp_path / "c.csv", tmp_path / "c.png", "test")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -62,6 +62,18 @@ def read_state_dict(path: "str | Path") -> dict[str, torch.Tensor]:
     return obj
 
 
+def join_state_dicts(paths: "list[str | Path]") -> dict[str, torch.Tensor]:
+    """One state dict from several files holding disjoint parts of it (e.g. encoder and decoder)."""
+    joined: dict[str, torch.Tensor] = {}
+    for path in paths:
+        part = read_state_dict(path)
+        repeated = sorted(set(part) & set(joined))
+        if repeated:
+            raise CheckpointError(f"{path} repeats keys of an earlier part: {', '.join(repeated[:5])}")
+        joined.update(part)
+    return joined
+
+
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Raise CheckpointError naming every missing, unexpected and mis-shaped key."""
     expected = model.state_dict()

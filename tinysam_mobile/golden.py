@@ -18,9 +18,13 @@ pixel input of the LiteRT encoder), predict (prompts + low-res logits ->
 decoder prompts, masks, best mask; and the decoder points' Fourier features under a seeded projection,
 which the app computes for the integer LiteRT decoders), prompt_error (prompts the pipeline refuses),
 everything (TinySAM's hierarchical generator: every decoder call's prompts and answers, the round-1
-coverage, the round-2 points and the final masks after NMS).
+coverage, the round-2 points and the final masks after NMS), image_error (image sizes preprocessing
+refuses), image_read (RGBA pixels as stored in a file with an EXIF orientation -> load_image's upright
+RGB, transparency over white). A prompt given as None has no tensor in its case file. The manifests/
+subfolder holds CoreML manifests for the iOS manifest check (golden_manifests.py).
 """
 
+import io
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +33,15 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .automatic_mask_generator import TinySamHierarchicalMaskGenerator
-from .errors import PromptError
+from .errors import ImageError, PromptError
+from .golden_manifests import write_manifest_cases
 from .predictor import TinySamPredictor
+from .utils.image_io import load_image
 from .utils.prompts import point_features
-from .utils.transforms import pad_pixels, resize_longest_side, resized_shape
+from .utils.transforms import pad_pixels, preprocess, resize_longest_side, resized_shape
 
 MAGIC = b"TSGOLD01"
 DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.int32): 2}
@@ -161,6 +168,9 @@ PROMPT_CASES = [
                [1.0, 0.0, 1.0, 0.0, 0.0, 1.0], (5.0, 5.0, 635.0, 475.0)),
     PromptCase("seven_points_no_box", (480, 640), [(float(30 + 80 * i), float(20 + 60 * i)) for i in range(7)],
                [1.0, 0.0] * 3 + [1.0]),
+    # An empty point list is a (0, 2) array of no points, not None: accepted, alone or with a box.
+    PromptCase("empty_points_no_box", (300, 451), [], []),
+    PromptCase("empty_points_and_box", (300, 451), [], [], (50.0, 30.5, 400.0, 290.0)),
 ]
 
 # Prompts the pipeline must refuse (the apps show the same refusal instead of calling the decoder).
@@ -173,7 +183,17 @@ ERROR_CASES = [
     PromptCase("too_many_points", (300, 451), [(float(i), float(i)) for i in range(7)], [1.0] * 7,
                (0.0, 0.0, 100.0, 100.0)),
     PromptCase("nothing", (300, 451), None, None),
+    PromptCase("points_without_labels", (300, 451), [(10.0, 10.0)], None),
 ]
+
+# (h, w) and encoder side of images whose short side would shrink to 0 pixels: preprocessing refuses them.
+ELONGATED_IMAGES = {
+    "one_pixel_high": ((1, 3000), 1024),
+    "one_pixel_wide": ((2100, 1), 1024),
+    "one_pixel_high_small_input": ((1, 600), 256),
+}
+
+EXIF_ORIENTATION_TAG = 0x0112
 
 
 def _noise_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -213,21 +233,19 @@ def _smooth_logits(rng: np.random.Generator, side: int) -> np.ndarray:
 
 
 def _prompt_arrays(case: PromptCase):
-    coords = None if case.points is None else np.array(case.points, np.float32)
+    coords = None if case.points is None else np.array(case.points, np.float32).reshape(-1, 2)
     labels = None if case.labels is None else np.array(case.labels, np.float32)
     box = None if case.box is None else np.array(case.box, np.float32)
     return coords, labels, box
 
 
 def _prompt_tensors(case: PromptCase, img_size: int, num_points: int) -> dict[str, np.ndarray]:
-    coords, labels, box = _prompt_arrays(case)
+    given = dict(zip(("points", "labels", "box"), _prompt_arrays(case)))
     return {
         "original_size": np.array(case.size, np.int32),
         "img_size": np.array(img_size, np.int32),
         "num_points": np.array(num_points, np.int32),
-        "points": np.zeros((0, 2), np.float32) if coords is None else coords,
-        "labels": np.zeros(0, np.float32) if labels is None else labels,
-        "box": np.zeros(0, np.float32) if box is None else box,
+        **{name: value for name, value in given.items() if value is not None},  # None: no tensor
     }
 
 
@@ -320,6 +338,33 @@ def everything_case(size: tuple[int, int], rng: np.random.Generator) -> dict[str
     }
 
 
+def image_error_case(size: tuple[int, int], img_size: int) -> dict[str, np.ndarray]:
+    try:
+        preprocess(np.zeros((*size, 3), np.uint8), img_size)
+    except ImageError:
+        return {"original_size": np.array(size, np.int32), "img_size": np.array(img_size, np.int32)}
+    raise AssertionError(f"golden image error case {size} was accepted by the reference pipeline")
+
+
+def image_read_case(rgba: np.ndarray, orientation: int) -> dict[str, np.ndarray]:
+    """RGBA pixels stored in a PNG tagged with an EXIF orientation, read back by load_image (upright,
+    transparency over white): the phones' image reading must give the same RGB."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = orientation
+    encoded = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(encoded, "PNG", exif=exif)
+    with Image.open(io.BytesIO(encoded.getvalue())) as img:
+        img.load()
+        upright = load_image(img)
+    return {"stored_rgba": rgba, "orientation": np.array(orientation, np.int32), "upright_rgb": upright}
+
+
+def _every_colour_alpha_pair() -> np.ndarray:
+    """256x256 RGBA: alpha down the rows, every colour value 0-255 along each row (green reversed)."""
+    value, alpha = np.meshgrid(np.arange(256), np.arange(256))
+    return np.stack([value, 255 - value, (value * 7 + alpha * 3) % 256, alpha], axis=-1).astype(np.uint8)
+
+
 def golden_cases(config: GoldenConfig) -> Iterator[tuple[str, str, Callable[[], dict[str, np.ndarray]]]]:
     """(kind, name, producer) for every golden case; producers run lazily so callers can show progress."""
     rng = np.random.default_rng(config.seed)
@@ -335,6 +380,13 @@ def golden_cases(config: GoldenConfig) -> Iterator[tuple[str, str, Callable[[], 
     for number, (name, size) in enumerate(EVERYTHING_SIZES.items()):
         case_rng = np.random.default_rng([config.seed, 7, number])
         yield "everything", name, lambda size=size, case_rng=case_rng: everything_case(size, case_rng)
+    for name, (size, side) in ELONGATED_IMAGES.items():
+        yield "image_error", name, lambda size=size, side=side: image_error_case(size, side)
+    yield "image_read", "alpha_every_pair", lambda: image_read_case(_every_colour_alpha_pair(), 1)
+    for orientation in range(1, 9):  # a 3x5 image, so the transposing orientations change its shape
+        rgba = rng.integers(0, 256, size=(3, 5, 4), dtype=np.uint8)
+        yield "image_read", f"orientation_{orientation}", (
+            lambda rgba=rgba, orientation=orientation: image_read_case(rgba, orientation))
 
 
 def write_golden(out_dir: Path, config: GoldenConfig = GoldenConfig(),
@@ -347,6 +399,7 @@ def write_golden(out_dir: Path, config: GoldenConfig = GoldenConfig(),
         write_tensors(out_dir / file_name, produce())
         rows.append((kind, file_name))
     (out_dir / INDEX_NAME).write_text("".join(f"{kind} {file_name}\n" for kind, file_name in rows))
+    write_manifest_cases(out_dir)
     return rows
 
 

@@ -21,7 +21,7 @@ def golden(
     one little-endian binary file per case) is described in tinysam_mobile/golden.py.
 
     Example: tinysam-mobile golden --out /tmp/golden, then
-    'cd sample_apps/ios && TINYSAM_GOLDEN=/tmp/golden swift test' on a Mac.
+    'cd sample_apps/ios && TINYSAM_GOLDEN=/tmp/golden swift test' (Linux or Mac).
     """
     from rich.progress import Progress
 

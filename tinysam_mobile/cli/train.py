@@ -12,6 +12,15 @@ from . import app
 SMOKE = {"img_size": 256, "steps": 3, "batch_size": 1, "prompts_per_image": 4}
 
 
+def _sizes(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise TinySamError(f"--sizes must be comma-separated integers, not {text!r}") from None
+
+
 def _device(choice: str) -> str:
     import torch
 
@@ -40,11 +49,46 @@ def train(
     prompts_per_image: Optional[int] = typer.Option(None, help="Prompts decoded per image and step (default 8).",
                                                     show_default=False),
     lr: Optional[float] = typer.Option(None, help="Peak AdamW learning rate (default 6e-4).", show_default=False),
+    sizes: Optional[str] = typer.Option(None, help="Multi-resolution training: comma-separated input sizes "
+                                                   "(multiples of 64), one drawn per step, e.g. 256,384,512.",
+                                        show_default=False),
+    easy_steps: Optional[int] = typer.Option(None, help="Curriculum: this many first steps on easy scenes only "
+                                                        "(flat fills, 2-5 large objects). Default 0.",
+                                             show_default=False),
+    easy_fraction: Optional[float] = typer.Option(None, help="Share of easy scenes after the curriculum "
+                                                             "(default 0).", show_default=False),
+    focal_weight: Optional[float] = typer.Option(None, help="Weight of the focal term beside dice (SAM's 20, "
+                                                            "the default).", show_default=False),
+    refine_rounds: Optional[int] = typer.Option(None, help="Extra decoder rounds per prompt with the previous "
+                                                           "mask as mask_input plus a correction click (default 1).",
+                                                show_default=False),
+    loss_size: Optional[int] = typer.Option(None, help="Masks are compared at min(step size, this) pixels "
+                                                       "(default 512).", show_default=False),
+    warmup_steps: Optional[int] = typer.Option(None, help="Linear learning-rate warm-up steps (default 100).",
+                                               show_default=False),
     resume: Optional[Path] = typer.Option(None, help="Continue from a state.pt: same data order, optimiser and "
                                                      "schedule. Options given here override the saved ones "
                                                      "(e.g. more --steps, --device cuda, another --img-size).",
                                           show_default=False),
+    init_weights: Optional[Path] = typer.Option(None, help="Start a new run from these weights (a TinySAM "
+                                                           "checkpoint, e.g. the embedded demo model or an "
+                                                           "earlier run's weights.safetensors) with a fresh "
+                                                           "optimiser.", show_default=False),
+    workers: int = typer.Option(0, help="Processes that generate scenes ahead of the training loop "
+                                        "(0: in the loop; on a GPU machine, its spare cores)."),
+    weight_parts: bool = typer.Option(False, "--weight-parts", help="Also write the weights as "
+                                      "weights.encoder.safetensors and weights.decoder.safetensors (each "
+                                      "below 16 MiB); `join-weights` puts them back together."),
     save_every: int = typer.Option(100, help="Write the resumable state every this many steps."),
+    eval_every: int = typer.Option(0, help="Measure held-out quality at 1024 every this many steps (and at "
+                                           "the end) into curve.csv / curve.png in --out; 0: never."),
+    eval_scenes: int = typer.Option(10, help="Held-out scenes per learning-curve point."),
+    stop_at: Optional[int] = typer.Option(None, help="End this run at this step (a time slice): the state is "
+                                                     "saved there and --resume continues the same schedule.",
+                                          show_default=False),
+    time_limit: Optional[float] = typer.Option(None, help="Stop (saving the state and the weights) once this "
+                                                          "many seconds of training have passed.",
+                                               show_default=False),
     threads: int = typer.Option(2, help="CPU threads for torch (ignored on CUDA)."),
     seed: int = typer.Option(0, help="Seed of the initial weights and of every sampled prompt."),
     smoke: bool = typer.Option(False, "--smoke", help="Three steps at img_size 256, one image each: a quick "
@@ -61,41 +105,28 @@ def train(
     tinysam-mobile train --device cuda --img-size 1024 --steps 3000 --batch-size 8 --prompts-per-image 16
     """
     import torch
-
-    from ..training.train import TrainConfig, export_weights, load_state, new_state
-    from ..training.train import train as run_training
     from rich.progress import Progress
 
-    chosen = {"img_size": img_size, "steps": steps, "batch_size": batch_size,
-              "prompts_per_image": prompts_per_image, "lr": lr}
+    from ..training.job import run_job, start_state
+
+    overrides = {"img_size": img_size, "steps": steps, "batch_size": batch_size,
+                 "prompts_per_image": prompts_per_image, "lr": lr, "easy_steps": easy_steps,
+                 "easy_fraction": easy_fraction, "focal_weight": focal_weight, "refine_rounds": refine_rounds,
+                 "loss_size": loss_size, "warmup_steps": warmup_steps, "sizes": _sizes(sizes)}
     if smoke:
-        chosen = {**chosen, **SMOKE}
-    chosen["device"] = _device(device)
-    if chosen["device"] == "cpu":
+        overrides = {**overrides, **SMOKE}
+    overrides["device"] = _device(device)
+    if overrides["device"] == "cpu":
         torch.set_num_threads(max(1, threads))
-    try:
-        if resume is not None:
-            if not resume.is_file():
-                raise TinySamError(f"--resume: no saved state at {resume}")
-            state = load_state(resume, **chosen)
-        else:
-            state = new_state(TrainConfig(seed=seed, **{k: v for k, v in chosen.items() if v is not None}))
-    except ValueError as exc:
-        raise TinySamError(str(exc)) from None
+    state = start_state(overrides, seed=seed, resume=resume, init_weights=init_weights)
     config = state.config
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "log.txt"
     typer.echo(f"training on {config.device}: img_size {config.img_size}, {config.batch_size} images x "
                f"{config.prompts_per_image} prompts per step, steps {state.step} -> {config.steps}")
-    with open(log_path, "a") as log, Progress() as progress:
+    with Progress() as progress:
         task = progress.add_task("training", total=config.steps, completed=state.step)
-
-        def on_step(step: int, metrics: dict[str, float]) -> None:
-            line = f"step {step} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            log.write(line + "\n")
-            log.flush()
-            progress.update(task, completed=step, description=f"loss {metrics['loss']:.3f}")
-
-        run_training(state, out, save_every=save_every, on_step=on_step)
-    export_weights(state.model, out / "weights.safetensors")
-    typer.echo(f"state: {out / 'state.pt'}\nweights (fp16): {out / 'weights.safetensors'}\nlog: {log_path}")
+        weights = run_job(state, out, save_every=save_every, eval_every=eval_every, eval_scenes=eval_scenes,
+                          stop_at=stop_at, workers=workers, weight_parts=weight_parts,
+                          time_limit=time_limit,
+                          on_step=lambda step, metrics: progress.update(
+                              task, completed=step, description=f"loss {metrics['loss']:.3f}"))
+    typer.echo(f"state: {out / 'state.pt'}\nweights (fp16): {weights}\nlog: {out / 'log.txt'}")

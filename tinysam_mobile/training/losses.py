@@ -33,15 +33,15 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return inter.float() / union.clamp(min=1).float()
 
 
-def prompt_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
-                  ambiguous: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def prompt_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, ambiguous: torch.Tensor,
+                  focal_weight: float = FOCAL_WEIGHT) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """logits (P, 3, H, W), iou_pred (P, 3), target (P, H, W) in [0, 1], ambiguous (P,) bool.
 
     Ambiguous prompts train only the token with the lowest mask loss (SAM's best-of-3); the others
     train all three. The IoU head learns every token's true IoU.
     """
     target3 = target[:, None].expand_as(logits)
-    per_token = FOCAL_WEIGHT * focal_loss(logits, target3) + DICE_WEIGHT * dice_loss(logits, target3)
+    per_token = focal_weight * focal_loss(logits, target3) + DICE_WEIGHT * dice_loss(logits, target3)
     mask_term = torch.where(ambiguous, per_token.min(dim=1).values, per_token.mean(dim=1))
     true_iou = mask_iou(logits.detach(), target3)
     iou_term = F.mse_loss(iou_pred.float(), true_iou, reduction="none").mean(dim=1)

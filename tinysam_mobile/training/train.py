@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from ..utils.files import atomic_path
 from ..utils.prompts import pad_points
 from ..utils.transforms import normalize_and_pad
 from . import prompts
-from .losses import prompt_losses
+from .losses import FOCAL_WEIGHT, prompt_losses
 
 EVAL_SEED_START = 1_000_000_000
 
@@ -39,14 +39,42 @@ class TrainConfig:
     warmup_steps: int = 100
     final_lr_fraction: float = 0.05
     grad_clip: float = 1.0
-    loss_size: int = 512  # masks are compared at min(img_size, loss_size) pixels
+    loss_size: int = 512  # masks are compared at min(step size, loss_size) pixels
+    focal_weight: float = FOCAL_WEIGHT  # SAM's 20; lower weights favour dice, which never rewards an empty mask
+    # Multi-resolution: each step draws its input size from these (every weight is resolution-independent);
+    # empty means every step at img_size.
+    sizes: tuple[int, ...] = ()
+    # Curriculum: the first easy_steps use easy scenes only (flat fills, a few large objects), after which
+    # easy_fraction of the scenes stay easy so what was learnt there is not forgotten.
+    easy_steps: int = 0
+    easy_fraction: float = 0.0
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        TinySamConfig(self.img_size)  # validates the size
+        for size in (self.img_size, *self.sizes):
+            TinySamConfig(size)  # validates the size
         if self.steps * self.batch_size > EVAL_SEED_START:
             raise ValueError("training would reach the held-out scene seeds")
+        if not 0.0 <= self.easy_fraction <= 1.0:
+            raise ValueError(f"easy_fraction must lie in [0, 1], got {self.easy_fraction}")
+
+    def step_size(self, step: int) -> int:
+        """The input size of one step, drawn from sizes by (seed, step)."""
+        if not self.sizes:
+            return self.img_size
+        return int(np.random.default_rng([self.seed, step, 2]).choice(self.sizes))
+
+    def easy(self, step: int, image: int) -> bool:
+        """Whether one image of one step is an easy (curriculum) scene."""
+        if step < self.easy_steps:
+            return True
+        return bool(np.random.default_rng([self.seed, step, 3, image]).random() < self.easy_fraction)
+
+
+# Flat fills and a few large objects: every mask is a colour region, so the click-to-object association
+# can form before textures make the boundaries hard.
+EASY_SCENE = dict(flat_fills=True, min_objects=2, max_objects=5, min_radius=0.12, max_radius=0.4)
 
 
 @dataclass
@@ -80,20 +108,57 @@ def step_rng(config: TrainConfig, step: int) -> np.random.Generator:
     return np.random.default_rng([config.seed, step])
 
 
+def use_input_size(model: TinySam, size: int) -> None:
+    """Point the model at another input size in place: only the prompt encoder's frame depends on it."""
+    model.config = TinySamConfig(size)
+    model.prompt_encoder.input_image_size = size
+    model.prompt_encoder.image_embedding_size = model.config.embedding_size
+
+
 def make_batch(config: TrainConfig, step: int) -> Batch:
-    """Scenes with the long side at img_size and a random aspect ratio (the rest is padding, as at inference)."""
+    """Scenes with the long side at the step's size and a random aspect ratio (the rest is padding, as at
+    inference)."""
     rng = np.random.default_rng([config.seed, step, 1])
-    size = config.img_size
+    size = config.step_size(step)
     images, masks = [], []
     for i in range(config.batch_size):
         short = int(size * rng.uniform(0.6, 1.0))
         h, w = (size, short) if rng.random() < 0.5 else (short, size)
-        scene = generate_scene(step * config.batch_size + i, SceneConfig(height=h, width=w))
+        extra = EASY_SCENE if config.easy(step, i) else {}
+        scene = generate_scene(step * config.batch_size + i, SceneConfig(height=h, width=w, **extra))
         images.append(normalize_and_pad(scene.image, size)[0])
         padded = np.zeros((len(scene.masks), size, size), bool)
         padded[:, :h, :w] = scene.masks
         masks.append(padded)
-    return Batch(torch.from_numpy(np.stack(images)).to(config.device), masks)
+    return Batch(torch.from_numpy(np.stack(images)), masks)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """The batch of each step, by step number: DataLoader workers generate scenes ahead of the training
+    loop (on a GPU machine's spare cores) and still give the exact data of a serial run."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int) -> Batch:
+        return make_batch(self.config, step)
+
+
+def _unbatched(batch: Batch) -> Batch:  # module level: worker processes pickle the collate function
+    return batch
+
+
+def batches(config: TrainConfig, first: int, last: int, workers: int) -> Iterator[Batch]:
+    """Batches of steps first..last-1, in order, generated in `workers` processes (0: in this one)."""
+    if workers == 0:
+        return (make_batch(config, step) for step in range(first, last))
+    loader = torch.utils.data.DataLoader(StepBatches(config), sampler=range(first, last), batch_size=None,
+                                         collate_fn=_unbatched, num_workers=workers, prefetch_factor=4,
+                                         persistent_workers=False)
+    return iter(loader)
 
 
 def _autocast(device: str):
@@ -161,7 +226,7 @@ def compute_loss(model: TinySam, batch: Batch, rng: np.random.Generator, config:
             logits, iou = _decode_group(model, embeddings, group, mask_input, device)
             ambiguous = torch.tensor([g["ambiguous"] and round_ == 0 for g in group], device=device)
             up = F.interpolate(logits, size=(loss_size, loss_size), mode="bilinear", align_corners=False)
-            loss, parts = prompt_losses(up, iou, target, ambiguous)
+            loss, parts = prompt_losses(up, iou, target, ambiguous, config.focal_weight)
             total = total + loss * len(group)
             count += len(group)
             for name, value in parts.items():
@@ -205,6 +270,7 @@ def make_optimizer(model: TinySam, config: TrainConfig) -> tuple[torch.optim.Opt
 def train_step(model: TinySam, optimizer: torch.optim.Optimizer, scheduler, batch: Batch,
                rng: np.random.Generator, config: TrainConfig) -> dict[str, float]:
     model.train()
+    use_input_size(model, batch.images.shape[-1])
     loss, stats = compute_loss(model, batch, rng, config)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -221,10 +287,15 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     config: TrainConfig
     step: int = 0
+    seconds: float = 0.0  # training wall time so far, across resumes (the learning curve's x axis)
 
 
-def new_state(config: TrainConfig) -> TrainState:
-    model = new_model(config).to(config.device)
+def new_state(config: TrainConfig, init_weights: Optional[dict[str, torch.Tensor]] = None) -> TrainState:
+    """A fresh run: TinyViT-initialised weights, or init_weights (a full state dict) with a new optimiser."""
+    model = new_model(config)
+    if init_weights is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_weights.items()})
+    model = model.to(config.device)
     optimizer, scheduler = make_optimizer(model, config)
     return TrainState(model, optimizer, scheduler, config)
 
@@ -236,6 +307,7 @@ def save_state(state: TrainState, path: "str | Path") -> None:
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "step": state.step,
+        "seconds": state.seconds,
         "config": asdict(state.config),
         "torch_rng": torch.get_rng_state(),
     }
@@ -247,41 +319,63 @@ def load_state(path: "str | Path", **overrides) -> TrainState:
     """A saved state; overrides (steps, device, img_size, ...) replace saved config fields, e.g. to
     continue on a GPU or at another resolution (every weight is resolution-independent)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    config = replace(TrainConfig(**payload["config"]), **{k: v for k, v in overrides.items() if v is not None})
+    saved = {**payload["config"], "sizes": tuple(payload["config"].get("sizes", ()))}
+    config = replace(TrainConfig(**saved), **{k: v for k, v in overrides.items() if v is not None})
     state = new_state(config)
     state.model.load_state_dict(payload["model"], strict=True)
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
     state.step = int(payload["step"])
+    state.seconds = float(payload.get("seconds", 0.0))
     torch.set_rng_state(payload["torch_rng"])
     return state
 
 
-def export_weights(model: TinySam, path: "str | Path") -> None:
-    """The official state dict, floating tensors as float16, in a safetensors file."""
+# The exported weights again split in two files (fp16 ~12 MB and ~8 MB), for machines that only hand
+# back files below 16 MiB; `tinysam-mobile join-weights` puts them together.
+WEIGHT_PARTS = {"encoder": ("image_encoder.",), "decoder": ("prompt_encoder.", "mask_decoder.")}
+
+
+def export_weights(model: TinySam, path: "str | Path", parts: bool = False) -> None:
+    """The official state dict, floating tensors as float16, in a safetensors file; with parts, also as
+    <stem>.encoder.safetensors and <stem>.decoder.safetensors beside it."""
     from safetensors.torch import save_file
 
+    path = Path(path)
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    files = {path: tensors}
+    if parts:
+        for name, prefixes in WEIGHT_PARTS.items():
+            files[path.with_suffix(f".{name}.safetensors")] = {
+                k: v for k, v in tensors.items() if k.startswith(prefixes)}
+    for target, content in files.items():
+        with atomic_path(target) as tmp:
+            save_file(content, str(tmp), metadata={"format": "pt"})
 
 
 def train(state: TrainState, out_dir: "str | Path", save_every: int = 100,
-          on_step: Optional[Callable[[int, dict[str, float]], None]] = None,
-          stop_at: Optional[int] = None) -> TrainState:
-    """Run from state.step to config.steps (or to stop_at, the end of a time slice), saving
-    out_dir/state.pt every save_every steps and where it stops."""
+          on_step: Optional[Callable[[int, dict[str, float], bool], None]] = None,
+          stop_at: Optional[int] = None, workers: int = 0, time_limit: Optional[float] = None) -> TrainState:
+    """Run from state.step to config.steps (or to stop_at, the end of a time slice, or until time_limit
+    seconds of this call have passed), saving out_dir/state.pt every save_every steps and where it
+    stops; `workers` processes generate the scenes."""
     out_dir = Path(out_dir)
     config = state.config
     last = config.steps if stop_at is None else min(stop_at, config.steps)
-    while state.step < last:
-        started = time.perf_counter()
-        batch = make_batch(config, state.step)
+    began = started = time.perf_counter()
+    for batch in batches(config, state.step, last, workers):
+        batch.images = batch.images.to(config.device, non_blocking=True)
         metrics = train_step(state.model, state.optimizer, state.scheduler, batch, step_rng(config, state.step), config)
         state.step += 1
-        metrics["seconds"] = time.perf_counter() - started
-        if on_step is not None:
-            on_step(state.step, metrics)
-        if state.step % save_every == 0 or state.step == last:
+        metrics["seconds"] = time.perf_counter() - started  # the step and the wait for its batch
+        metrics["size"] = batch.images.shape[-1]
+        state.seconds += metrics["seconds"]
+        out_of_time = time_limit is not None and time.perf_counter() - began > time_limit
+        if state.step % save_every == 0 or state.step == last or out_of_time:
             save_state(state, out_dir / "state.pt")
+        if on_step is not None:
+            on_step(state.step, metrics, out_of_time)
+        if out_of_time:
+            break
+        started = time.perf_counter()  # evaluation inside on_step is not training time
     return state

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 # Round-2 offsets around each round-1 point, in lattice strides (dx, dy), in the public generator's
@@ -132,11 +131,19 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
     return order[~suppressed]
 
 
+def _coco_mask():
+    # Imported when RLEs are used, not with the package: the trainer (which imports the package) also
+    # runs on GPU machines that carry only torch, numpy, Pillow, safetensors and scikit-image.
+    from pycocotools import mask
+
+    return mask
+
+
 def encode_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     """(N, H, W) bool -> COCO compressed RLEs (pycocotools), counts as str so they serialise to JSON."""
     if len(masks) == 0:
         return []
-    rles = mask_utils.encode(np.asfortranarray(np.moveaxis(masks, 0, -1).astype(np.uint8)))
+    rles = _coco_mask().encode(np.asfortranarray(np.moveaxis(masks, 0, -1).astype(np.uint8)))
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
     return rles
@@ -146,18 +153,18 @@ def decode_rle(rles: list[dict[str, Any]], image_size: tuple[int, int]) -> np.nd
     """COCO RLEs -> (N, H, W) bool (inverse of encode_rle)."""
     if not rles:
         return np.zeros((0, *image_size), dtype=bool)
-    return np.moveaxis(mask_utils.decode(list(rles)), -1, 0).astype(bool)
+    return np.moveaxis(_coco_mask().decode(list(rles)), -1, 0).astype(bool)
 
 
 def rle_areas(rles: list[dict[str, Any]]) -> np.ndarray:
-    return mask_utils.area(list(rles)).astype(np.int64) if rles else np.zeros(0, np.int64)
+    return _coco_mask().area(list(rles)).astype(np.int64) if rles else np.zeros(0, np.int64)
 
 
 def rle_iou_matrix(rles_a: list[dict[str, Any]], rles_b: list[dict[str, Any]]) -> np.ndarray:
     """Pairwise mask IoU (len(a), len(b)) computed by pycocotools on the RLEs."""
     if not rles_a or not rles_b:
         return np.zeros((len(rles_a), len(rles_b)))
-    return np.asarray(mask_utils.iou(list(rles_a), list(rles_b), [0] * len(rles_b))).reshape(len(rles_a), len(rles_b))
+    return np.asarray(_coco_mask().iou(list(rles_a), list(rles_b), [0] * len(rles_b))).reshape(len(rles_a), len(rles_b))
 
 
 def remove_small_regions(mask: np.ndarray, min_area: int, mode: str) -> tuple[np.ndarray, bool]:

@@ -3,31 +3,36 @@ import CoreVideo
 import TinySAMKit
 
 /// The three CoreML packages (encoder, interactive decoder, batched everything decoder) behind the
-/// glue of TinySAMKit. The encoder takes the resized photo as an RGB pixel buffer padded with the
-/// mean colour (normalisation is inside the model, see the manifest's coreml.image_input).
-final class CoreMLRuntime {
-    let store: ArtifactStore
+/// glue of TinySAMKit. An actor: preprocessing, the models and the mask upscaling run off the main
+/// actor, one request at a time, so the interface stays responsive and shows progress.
+/// The encoder takes the resized photo as an RGB pixel buffer padded with the mean colour
+/// (normalisation is inside the model, see the manifest's coreml.image_input).
+actor CoreMLRuntime {
+    let manifest: ArtifactManifest
     private let encoder: MLModel
     private let decoder: MLModel
-    private let batchDecoder: MLModel
+    private let batchModel: MLModel
 
     init(store: ArtifactStore, computeUnits: MLComputeUnits) async throws {
-        self.store = store
+        manifest = store.manifest
         encoder = try await store.model("encoder", computeUnits: computeUnits)
         decoder = try await store.model("decoder", computeUnits: computeUnits)
-        batchDecoder = try await store.model("decoder_batch", computeUnits: computeUnits)
+        batchModel = try await store.model("decoder_batch", computeUnits: computeUnits)
     }
 
-    /// Resized photo (PilBilinear, as the Python pipeline) -> padded BGRA pixel buffer -> embedding.
-    func encode(resized: RgbImage) throws -> MLMultiArray {
-        let side = store.imgSize
+    /// Photo -> PilBilinear longest-side resize (as the Python pipeline) -> padded BGRA pixel buffer -> embedding.
+    /// Throws ImageError for a photo too elongated to resize, as Python's preprocess does.
+    func encode(photo: RgbImage) throws -> MLMultiArray {
+        try checkResizable(photo, target: manifest.imgSize)
+        let resized = resizeLongestSide(photo, target: manifest.imgSize)
+        let side = manifest.imgSize
         var buffer: CVPixelBuffer?
         CVPixelBufferCreate(nil, side, side, kCVPixelFormatType_32BGRA, nil, &buffer)
         guard let pixels = buffer else { throw ArtifactError("cannot allocate a \(side)x\(side) pixel buffer") }
         CVPixelBufferLockBaseAddress(pixels, [])
         let base = CVPixelBufferGetBaseAddress(pixels)!.assumingMemoryBound(to: UInt8.self)
         let rowBytes = CVPixelBufferGetBytesPerRow(pixels)
-        let pad = store.padColor
+        let pad = manifest.padColor
         for y in 0..<side {
             for x in 0..<side {
                 let p = base + y * rowBytes + x * 4
@@ -41,7 +46,38 @@ final class CoreMLRuntime {
         return output.featureValue(for: "image_embeddings")!.multiArrayValue!
     }
 
-    private static func array(_ values: [Float], _ shape: [Int]) throws -> MLMultiArray {
+    /// The prompts -> the best mask at the photo's size and its predicted IoU.
+    func segment(embedding: MLMultiArray, prompts: Prompts, size: Size) throws -> (mask: [Bool], iou: Float) {
+        let target = manifest.imgSize, low = target / 4
+        let decoderPrompts = try encodePrompts(prompts, originalSize: size, target: target, numPoints: manifest.numPoints)
+        let n = decoderPrompts.labels.count
+        let inputs: [String: Any] = [
+            "image_embeddings": embedding,
+            "point_coords": try Self.array(decoderPrompts.coords, [1, n, 2]),
+            "point_labels": try Self.array(decoderPrompts.labels, [1, n]),
+            "mask_input": try Self.array([Float](repeating: 0, count: low * low), [1, 1, low, low]),
+            "has_mask_input": try Self.array([0], [1]),
+        ]
+        let output = try Self.decoderOutput(decoder.prediction(from: MLDictionaryFeatureProvider(dictionary: inputs)), low)
+        let best = bestMaskIndex(output.iou)
+        let inputSize = resizedShape(height: size.height, width: size.width, target: target)
+        return (output.mask(best, inputSize: inputSize, originalSize: size, target: target), output.iou[best])
+    }
+
+    /// Everything mode through TinySAMKit's generator; progress(done, planned) after every decoder call.
+    func everything(embedding: MLMultiArray, size: Size,
+                    progress: @escaping @Sendable (Int, Int) -> Void) throws -> (records: [MaskRecord], promptsPerRound: [Int]) {
+        var config = EverythingConfig()
+        config.pointsPerBatch = manifest.everythingBatch
+        let model = BatchModel(model: batchModel, embedding: embedding, batchSize: manifest.everythingBatch,
+                               pointsPerPrompt: manifest.everythingPoints, lowResSide: manifest.imgSize / 4)
+        let generator = HierarchicalEverything(config: config, decoder: PaddedBatchDecoder(model),
+                                               numPoints: manifest.everythingPoints, target: manifest.imgSize)
+        let records = try generator.generate(originalSize: size, progress: progress)
+        return (records, generator.promptsPerRound)
+    }
+
+    fileprivate static func array(_ values: [Float], _ shape: [Int]) throws -> MLMultiArray {
         let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: .float32)
         values.withUnsafeBufferPointer { source in
             array.dataPointer.assumingMemoryBound(to: Float.self).update(from: source.baseAddress!, count: values.count)
@@ -49,45 +85,41 @@ final class CoreMLRuntime {
         return array
     }
 
-    private static func floats(_ array: MLMultiArray) -> [Float] {
-        if array.dataType == .float32 {
-            return Array(UnsafeBufferPointer(start: array.dataPointer.assumingMemoryBound(to: Float.self), count: array.count))
+    /// The values in dense C order whatever the array's strides (CoreML pads rows of some outputs).
+    fileprivate static func floats(_ array: MLMultiArray) -> [Float] {
+        let shape = array.shape.map(\.intValue), strides = array.strides.map(\.intValue)
+        switch array.dataType {
+        case .float32:
+            let storage = array.dataPointer.assumingMemoryBound(to: Float.self)
+            return denseValues(shape: shape, strides: strides) { storage[$0] }
+        case .float16:
+            let storage = array.dataPointer.assumingMemoryBound(to: Float16.self)
+            return denseValues(shape: shape, strides: strides) { Float(storage[$0]) }
+        default:
+            return denseValues(shape: shape, strides: strides) { array[$0].floatValue }
         }
-        return (0..<array.count).map { array[$0].floatValue }
     }
 
-    func decode(embedding: MLMultiArray, prompts: DecoderPrompts) throws -> DecoderOutput {
-        let n = prompts.labels.count, low = store.imgSize / 4
+    fileprivate static func decoderOutput(_ output: MLFeatureProvider, _ lowResSide: Int) -> DecoderOutput {
+        DecoderOutput(lowResLogits: floats(output.featureValue(for: "low_res_masks")!.multiArrayValue!),
+                      iou: floats(output.featureValue(for: "iou_predictions")!.multiArrayValue!), lowResSide: lowResSide)
+    }
+}
+
+/// The decoder_batch package: always batchSize prompts; TinySAMKit's PaddedBatchDecoder fills short batches.
+private struct BatchModel: FixedBatchModel {
+    let model: MLModel
+    let embedding: MLMultiArray
+    let batchSize: Int
+    let pointsPerPrompt: Int
+    let lowResSide: Int
+
+    func decodeBatch(coords: [Float], labels: [Float]) throws -> DecoderOutput {
         let inputs: [String: Any] = [
             "image_embeddings": embedding,
-            "point_coords": try Self.array(prompts.coords, [1, n, 2]),
-            "point_labels": try Self.array(prompts.labels, [1, n]),
-            "mask_input": try Self.array([Float](repeating: 0, count: low * low), [1, 1, low, low]),
-            "has_mask_input": try Self.array([0], [1]),
+            "point_coords": try CoreMLRuntime.array(coords, [batchSize, pointsPerPrompt, 2]),
+            "point_labels": try CoreMLRuntime.array(labels, [batchSize, pointsPerPrompt]),
         ]
-        let output = try decoder.prediction(from: MLDictionaryFeatureProvider(dictionary: inputs))
-        return DecoderOutput(lowResLogits: Self.floats(output.featureValue(for: "low_res_masks")!.multiArrayValue!),
-                             iou: Self.floats(output.featureValue(for: "iou_predictions")!.multiArrayValue!), lowResSide: low)
-    }
-
-    /// Everything mode's fixed-batch decoder; a short last batch is padded and its extra outputs dropped.
-    func batchDecoder(embedding: MLMultiArray) -> BatchDecoder { Batch(runtime: self, embedding: embedding) }
-
-    private struct Batch: BatchDecoder {
-        let runtime: CoreMLRuntime
-        let embedding: MLMultiArray
-
-        func decode(coords: [Float], labels: [Float], count: Int) throws -> DecoderOutput {
-            let b = runtime.store.everythingBatch, perPrompt = labels.count / count, low = runtime.store.imgSize / 4
-            let inputs: [String: Any] = [
-                "image_embeddings": embedding,
-                "point_coords": try CoreMLRuntime.array(coords + [Float](repeating: 0, count: (b - count) * perPrompt * 2), [b, perPrompt, 2]),
-                "point_labels": try CoreMLRuntime.array(labels + [Float](repeating: padLabel, count: (b - count) * perPrompt), [b, perPrompt]),
-            ]
-            let output = try runtime.batchDecoder.prediction(from: MLDictionaryFeatureProvider(dictionary: inputs))
-            let masks = CoreMLRuntime.floats(output.featureValue(for: "low_res_masks")!.multiArrayValue!)
-            let iou = CoreMLRuntime.floats(output.featureValue(for: "iou_predictions")!.multiArrayValue!)
-            return DecoderOutput(lowResLogits: Array(masks[0..<count * 3 * low * low]), iou: Array(iou[0..<count * 3]), lowResSide: low)
-        }
+        return CoreMLRuntime.decoderOutput(try model.prediction(from: MLDictionaryFeatureProvider(dictionary: inputs)), lowResSide)
     }
 }

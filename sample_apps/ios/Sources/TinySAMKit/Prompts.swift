@@ -13,15 +13,16 @@ public struct PromptError: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// What the user gave, in original-image pixels: (x, y) pairs with labels 1 / 0, a box XYXY.
+/// What the user gave, in original-image pixels: (x, y) pairs with labels 1 / 0, a box XYXY. nil is
+/// Python's None; an empty point list is a list of no points (accepted with a box, or alone: the decoder
+/// then sees only the padding point), exactly as the reference treats a (0, 2) array.
 public struct Prompts {
-    public var points: [Float]
-    public var labels: [Float]
+    public var points: [Float]?
+    public var labels: [Float]?
     public var box: [Float]?
-    public init(points: [Float] = [], labels: [Float] = [], box: [Float]? = nil) {
+    public init(points: [Float]? = nil, labels: [Float]? = nil, box: [Float]? = nil) {
         self.points = points; self.labels = labels; self.box = box
     }
-    public var pointCount: Int { points.count / 2 }
 }
 
 /// Decoder inputs: (N, 2) coordinates in the resized frame, flattened, and (N) labels.
@@ -34,17 +35,20 @@ public struct DecoderPrompts {
 public func checkPrompts(_ prompts: Prompts, originalSize: Size) throws {
     let h = Double(originalSize.height), w = Double(originalSize.width)
     let sizeText = "\(originalSize.width)x\(originalSize.height)"
-    if prompts.pointCount == 0 && prompts.box == nil { throw PromptError(description: "give at least one point or a box") }
-    if prompts.points.count % 2 != 0 || prompts.labels.count != prompts.pointCount {
-        throw PromptError(description: "expected point_coords (N, 2) and point_labels (N,)")
-    }
-    if prompts.labels.contains(where: { $0 != negativeLabel && $0 != positiveLabel }) {
-        throw PromptError(description: "point labels must be 1 (foreground) or 0 (background)")
-    }
-    for i in 0..<prompts.pointCount {
-        let x = Double(prompts.points[2 * i]), y = Double(prompts.points[2 * i + 1])
-        if !(x >= 0 && x <= w && y >= 0 && y <= h) {
-            throw PromptError(description: "point (\(x), \(y)) is outside the \(sizeText) image")
+    if prompts.points == nil && prompts.box == nil { throw PromptError(description: "give at least one point or a box") }
+    if let points = prompts.points {
+        guard let labels = prompts.labels else { throw PromptError(description: "point_labels are required with point_coords") }
+        if points.count % 2 != 0 || labels.count != points.count / 2 {
+            throw PromptError(description: "expected point_coords (N, 2) and point_labels (N,)")
+        }
+        if labels.contains(where: { $0 != negativeLabel && $0 != positiveLabel }) {
+            throw PromptError(description: "point labels must be 1 (foreground) or 0 (background)")
+        }
+        for i in 0..<labels.count {
+            let x = Double(points[2 * i]), y = Double(points[2 * i + 1])
+            if !(x >= 0 && x <= w && y >= 0 && y <= h) {
+                throw PromptError(description: "point (\(x), \(y)) is outside the \(sizeText) image")
+            }
         }
     }
     guard let box = prompts.box else { return }
@@ -60,8 +64,11 @@ public func checkPrompts(_ prompts: Prompts, originalSize: Size) throws {
 /// SAM's predictor does; with numPoints (a fixed-shape decoder) the rest is padded with label -1.
 public func encodePrompts(_ prompts: Prompts, originalSize: Size, target: Int, numPoints: Int?) throws -> DecoderPrompts {
     try checkPrompts(prompts, originalSize: originalSize)
-    var coords = applyCoords(prompts.points, originalSize: originalSize, target: target)
-    var labels = prompts.labels
+    var coords: [Float] = [], labels: [Float] = []
+    if let points = prompts.points, let pointLabels = prompts.labels {
+        coords = applyCoords(points, originalSize: originalSize, target: target)
+        labels = pointLabels
+    }
     if let box = prompts.box {
         coords += applyCoords(box, originalSize: originalSize, target: target)
         labels += boxLabels

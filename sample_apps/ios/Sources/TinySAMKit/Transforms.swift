@@ -45,7 +45,16 @@ public func normalizeAndPad(_ resized: RgbImage, target: Int) -> [Float] {
     return out
 }
 
-public func preprocess(_ image: RgbImage, target: Int) -> EncoderInput {
+/// Refuse an image whose short side would shrink to 0 pixels at `target` (Python's preprocess does).
+public func checkResizable(_ image: RgbImage, target: Int) throws {
+    let size = resizedShape(height: image.height, width: image.width, target: target)
+    if min(size.height, size.width) == 0 {
+        throw ImageError.tooElongated(width: image.width, height: image.height, target: target)
+    }
+}
+
+public func preprocess(_ image: RgbImage, target: Int) throws -> EncoderInput {
+    try checkResizable(image, target: target)
     let resized = resizeLongestSide(image, target: target)
     return EncoderInput(side: target, tensor: normalizeAndPad(resized, target: target),
                         inputSize: Size(height: resized.height, width: resized.width))

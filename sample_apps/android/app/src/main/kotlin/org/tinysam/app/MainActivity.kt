@@ -5,6 +5,9 @@ import android.content.Intent
 import android.graphics.Bitmap
 import android.graphics.BitmapFactory
 import android.graphics.Color
+import android.graphics.ColorSpace
+import android.media.ExifInterface
+import android.net.Uri
 import android.os.Bundle
 import android.os.Handler
 import android.os.Looper
@@ -17,18 +20,22 @@ import android.widget.Spinner
 import android.widget.TextView
 import org.tinysam.core.EverythingConfig
 import org.tinysam.core.HierarchicalEverything
+import org.tinysam.core.ImageException
 import org.tinysam.core.PromptException
 import org.tinysam.core.Prompts
 import org.tinysam.core.RgbImage
+import org.tinysam.core.RgbaImage
 import org.tinysam.core.Size
 import org.tinysam.core.bestMaskIndex
 import org.tinysam.core.encodePrompts
 import org.tinysam.core.preprocessPixels
+import org.tinysam.core.uprightRgb
 import java.util.concurrent.Executors
 
 /**
  * Pick a photo, then tap (positive point), long-press (negative point) or drag (box); or run
- * everything mode. Masks are drawn over the photo; the status line shows each stage's time.
+ * everything mode. Masks are drawn over the photo; the status line shows each stage's time. Every stage
+ * runs on the worker thread; the status line says what is running meanwhile.
  */
 class MainActivity : Activity() {
     private val worker = Executors.newSingleThreadExecutor()
@@ -94,13 +101,42 @@ class MainActivity : Activity() {
     override fun onActivityResult(requestCode: Int, resultCode: Int, data: Intent?) {
         super.onActivityResult(requestCode, resultCode, data)
         val uri = data?.data ?: return
-        val bitmap = contentResolver.openInputStream(uri)!!.use { BitmapFactory.decodeStream(it) } ?: return
-        view.setPhoto(bitmap)
+        worker.execute {
+            show("reading the photo…")
+            val image = readPhoto(uri)
+            if (image == null) { show("not a readable image"); return@execute }
+            val bitmap = Bitmap.createBitmap(argb(image), image.width, image.height, Bitmap.Config.ARGB_8888)
+            main.post { view.setPhoto(bitmap) }
+            photo = image
+            embedding = null
+            encode()
+        }
+    }
+
+    /**
+     * The photo as the Python reference's load_image reads it: decoded in sRGB with straight alpha, then the
+     * core's uprightRgb applies the EXIF orientation and flattens transparency onto white (both checked
+     * against Pillow in the core's golden tests). BitmapFactory alone ignores the orientation.
+     */
+    private fun readPhoto(uri: Uri): RgbImage? {
+        val options = BitmapFactory.Options().apply {
+            inPremultiplied = false
+            inPreferredConfig = Bitmap.Config.ARGB_8888
+            inPreferredColorSpace = ColorSpace.get(ColorSpace.Named.SRGB)
+        }
+        val bitmap = contentResolver.openInputStream(uri)?.use { BitmapFactory.decodeStream(it, null, options) } ?: return null
+        val orientation = contentResolver.openInputStream(uri)?.use {
+            ExifInterface(it).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL)
+        } ?: ExifInterface.ORIENTATION_NORMAL
         val pixels = IntArray(bitmap.width * bitmap.height)
         bitmap.getPixels(pixels, 0, bitmap.width, 0, 0, bitmap.width, bitmap.height)
-        photo = RgbImage.fromArgb(bitmap.width, bitmap.height, pixels)
-        embedding = null
-        worker.execute { encode() }
+        return uprightRgb(RgbaImage.fromArgb(bitmap.width, bitmap.height, pixels), orientation)
+    }
+
+    /** Opaque packed ARGB of an RGB image, for showing the photo exactly as the model sees it. */
+    private fun argb(image: RgbImage) = IntArray(image.width * image.height) {
+        Color.rgb(image.pixels[3 * it].toInt() and 0xFF, image.pixels[3 * it + 1].toInt() and 0xFF,
+                  image.pixels[3 * it + 2].toInt() and 0xFF)
     }
 
     /** Preprocess (the same glue as the Python pipeline: resize, mean-padded NHWC pixels) and encode once per photo. */
@@ -108,7 +144,13 @@ class MainActivity : Activity() {
         val image = photo ?: return
         val model = runtime ?: return
         var start = System.nanoTime()
-        val input = preprocessPixels(image, bundle!!.imgSize)
+        show("encoding the photo…")
+        val input = try {
+            preprocessPixels(image, bundle!!.imgSize)
+        } catch (e: ImageException) {
+            show(e.message ?: "image refused")
+            return
+        }
         val preprocessMs = ms(start)
         start = System.nanoTime()
         embedding = model.encode(input)
@@ -122,6 +164,7 @@ class MainActivity : Activity() {
         val size = Size(image.height, image.width)
         try {
             var start = System.nanoTime()
+            show("decoding…")
             val decoderPrompts = encodePrompts(prompts, size, bundle!!.imgSize, model.numPoints)
             val output = model.decode(features, decoderPrompts)
             val decodeMs = ms(start)

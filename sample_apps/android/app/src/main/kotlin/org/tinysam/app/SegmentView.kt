@@ -62,7 +62,9 @@ class SegmentView(context: Context, private val onPrompt: (Prompts) -> Unit) : V
     }
 
     private fun emit() {
-        onPrompt(Prompts(points.toFloatArray(), labels.toFloatArray(), box?.copyOf()))
+        // No tap is no points (None), as the CLI's parse_points gives; an empty list would mean "no points" to nobody.
+        val tapped = labels.isNotEmpty()
+        onPrompt(Prompts(if (tapped) points.toFloatArray() else null, if (tapped) labels.toFloatArray() else null, box?.copyOf()))
         invalidate()
     }
 

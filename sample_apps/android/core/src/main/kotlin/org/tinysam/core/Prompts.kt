@@ -13,10 +13,12 @@ val BOX_LABELS = floatArrayOf(2.0f, 3.0f)
 /** A prompt the pipeline refuses; the message is meant for the user. */
 class PromptException(message: String) : IllegalArgumentException(message)
 
-/** What the user gave, in original-image pixels: points as (x, y) pairs with labels 1 / 0, a box XYXY. */
-class Prompts(val points: FloatArray = FloatArray(0), val labels: FloatArray = FloatArray(0), val box: FloatArray? = null) {
-    val pointCount: Int get() = points.size / 2
-}
+/**
+ * What the user gave, in original-image pixels: points as (x, y) pairs with labels 1 / 0, a box XYXY.
+ * null is Python's None; an empty point list is a list of no points (accepted with a box, or alone: the
+ * decoder then sees only the padding point), exactly as the reference treats a (0, 2) array.
+ */
+class Prompts(val points: FloatArray? = null, val labels: FloatArray? = null, val box: FloatArray? = null)
 
 /** Decoder inputs: (N, 2) coordinates in the resized frame, flattened, and (N) labels. */
 class DecoderPrompts(val coords: FloatArray, val labels: FloatArray)
@@ -27,20 +29,24 @@ private fun fmt(v: Double): String = if (v == Math.rint(v) && Math.abs(v) < 1e15
 fun checkPrompts(prompts: Prompts, originalSize: Size) {
     val h = originalSize.height.toDouble()
     val w = originalSize.width.toDouble()
-    if (prompts.pointCount == 0 && prompts.box == null) throw PromptException("give at least one point or a box")
-    if (prompts.points.size % 2 != 0 || prompts.labels.size != prompts.pointCount) {
-        throw PromptException("expected point_coords (N, 2) and point_labels (N,)")
-    }
-    for (label in prompts.labels) {
-        if (label != NEGATIVE_LABEL && label != POSITIVE_LABEL) {
-            throw PromptException("point labels must be 1 (foreground) or 0 (background)")
+    val points = prompts.points
+    if (points == null && prompts.box == null) throw PromptException("give at least one point or a box")
+    if (points != null) {
+        val labels = prompts.labels ?: throw PromptException("point_labels are required with point_coords")
+        if (points.size % 2 != 0 || labels.size != points.size / 2) {
+            throw PromptException("expected point_coords (N, 2) and point_labels (N,)")
         }
-    }
-    for (i in 0 until prompts.pointCount) {
-        val x = prompts.points[2 * i].toDouble()
-        val y = prompts.points[2 * i + 1].toDouble()
-        if (!(x >= 0 && x <= w && y >= 0 && y <= h)) {
-            throw PromptException("point (${fmt(x)}, ${fmt(y)}) is outside the ${originalSize.width}x${originalSize.height} image")
+        for (label in labels) {
+            if (label != NEGATIVE_LABEL && label != POSITIVE_LABEL) {
+                throw PromptException("point labels must be 1 (foreground) or 0 (background)")
+            }
+        }
+        for (i in labels.indices) {
+            val x = points[2 * i].toDouble()
+            val y = points[2 * i + 1].toDouble()
+            if (!(x >= 0 && x <= w && y >= 0 && y <= h)) {
+                throw PromptException("point (${fmt(x)}, ${fmt(y)}) is outside the ${originalSize.width}x${originalSize.height} image")
+            }
         }
     }
     val box = prompts.box ?: return
@@ -61,9 +67,12 @@ fun checkPrompts(prompts: Prompts, originalSize: Size) {
 fun encodePrompts(prompts: Prompts, originalSize: Size, target: Int, numPoints: Int?): DecoderPrompts {
     checkPrompts(prompts, originalSize)
     val box = prompts.box
-    val coords = applyCoords(prompts.points, originalSize, target) +
+    val points = prompts.points
+    // Labels without points are ignored, as in Python (checkPrompts refused points without labels).
+    val pointLabels = points?.let { prompts.labels } ?: FloatArray(0)
+    val coords = (if (points != null) applyCoords(points, originalSize, target) else FloatArray(0)) +
         (if (box != null) applyBoxes(box, originalSize, target) else FloatArray(2))
-    val labels = prompts.labels + (if (box != null) BOX_LABELS else floatArrayOf(PAD_LABEL))
+    val labels = pointLabels + (if (box != null) BOX_LABELS else floatArrayOf(PAD_LABEL))
     return if (numPoints == null) DecoderPrompts(coords, labels) else padPoints(coords, labels, numPoints)
 }
 

@@ -10,16 +10,4 @@ class RgbImage(val width: Int, val height: Int, val pixels: ByteArray) {
     /** Channel c (0 R, 1 G, 2 B) of pixel (x, y) as 0..255. */
     fun value(x: Int, y: Int, c: Int): Int = pixels[(y * width + x) * 3 + c].toInt() and 0xFF
 
-    companion object {
-        /** From Android-style packed ARGB ints (alpha ignored). */
-        fun fromArgb(width: Int, height: Int, argb: IntArray): RgbImage {
-            val bytes = ByteArray(width * height * 3)
-            for (i in argb.indices) {
-                bytes[i * 3] = (argb[i] shr 16).toByte()
-                bytes[i * 3 + 1] = (argb[i] shr 8).toByte()
-                bytes[i * 3 + 2] = argb[i].toByte()
-            }
-            return RgbImage(width, height, bytes)
-        }
-    }
 }

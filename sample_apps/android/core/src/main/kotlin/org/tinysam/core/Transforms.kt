@@ -41,7 +41,14 @@ fun normalizeAndPad(resized: RgbImage, target: Int): FloatArray {
     return out
 }
 
+/** Refuse an image whose short side would shrink to 0 pixels at [target] (Python's preprocess does). */
+fun checkResizable(image: RgbImage, target: Int) {
+    val size = resizedShape(image.height, image.width, target)
+    if (minOf(size.height, size.width) == 0) throw ImageException.tooElongated(image.width, image.height, target)
+}
+
 fun preprocess(image: RgbImage, target: Int): EncoderInput {
+    checkResizable(image, target)
     val resized = resizeLongestSide(image, target)
     return EncoderInput(target, normalizeAndPad(resized, target), Size(resized.height, resized.width))
 }
@@ -58,6 +65,7 @@ fun padPixels(resized: RgbImage, target: Int): FloatArray {
 }
 
 fun preprocessPixels(image: RgbImage, target: Int): EncoderInput {
+    checkResizable(image, target)
     val resized = resizeLongestSide(image, target)
     return EncoderInput(target, padPixels(resized, target), Size(resized.height, resized.width))
 }

@@ -15,7 +15,8 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
 
         @JvmStatic
         @Parameterized.Parameters(name = "{0} {1}")
-        fun cases(): List<Array<String>> = listOf("preprocess", "predict", "prompt_error", "everything")
+        fun cases(): List<Array<String>> = listOf("preprocess", "predict", "prompt_error", "everything", "image_error",
+                                                 "image_read")
             .flatMap { kind -> Golden.cases(kind).map { arrayOf(kind, it) } }
             .also { check(it.isNotEmpty()) { "no golden cases in ${Golden.dir}" } }
     }
@@ -25,10 +26,8 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
     private fun int(name: String) = t.getValue(name).ints()[0]
     private fun size(name: String) = t.getValue(name).ints().let { Size(it[0], it[1]) }
 
-    private fun prompts(): Prompts {
-        val box = t.getValue("box").floats()
-        return Prompts(t.getValue("points").floats(), t.getValue("labels").floats(), if (box.isEmpty()) null else box)
-    }
+    /** The user's prompts as the reference got them: a tensor absent from the file stands for None. */
+    private fun prompts(): Prompts = Prompts(t["points"]?.floats(), t["labels"]?.floats(), t["box"]?.floats())
 
     @Test
     fun matchesPython() {
@@ -37,6 +36,8 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
             "predict" -> predict()
             "prompt_error" -> promptError()
             "everything" -> everything()
+            "image_error" -> imageError()
+            "image_read" -> imageRead()
             else -> fail("unknown kind $kind")
         }
     }
@@ -94,6 +95,29 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
             return
         }
         fail("prompts accepted that the Python pipeline refuses")
+    }
+
+    private fun imageError() {
+        val size = size("original_size")
+        val image = RgbImage(size.width, size.height, ByteArray(size.width * size.height * 3))
+        for (preprocessing in listOf<(RgbImage, Int) -> EncoderInput>(::preprocess, ::preprocessPixels)) {
+            try {
+                preprocessing(image, int("img_size"))
+            } catch (e: ImageException) {
+                assertEquals(ImageException.tooElongated(size.width, size.height, int("img_size")).message, e.message)
+                continue
+            }
+            fail("image size accepted that the Python pipeline refuses")
+        }
+    }
+
+    private fun imageRead() {
+        val stored = t.getValue("stored_rgba")
+        val upright = uprightRgb(RgbaImage(stored.shape[1], stored.shape[0], stored.bytes()), int("orientation"))
+        val expected = t.getValue("upright_rgb")
+        assertEquals("upright size", expected.shape[0] to expected.shape[1], upright.height to upright.width)
+        val values = expected.bytes()
+        assertEquals("values differing from Pillow", 0, values.indices.count { values[it] != upright.pixels[it] })
     }
 
     /** Replays the recorded decoder answers, checking that each call asks for the recorded prompts. */
