@@ -42,4 +42,5 @@ train-cpu: install
 		--stop-at 500; else $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --img-size 256 --sizes 256 \
 		--steps 2400 --batch-size 4 --prompts-per-image 16 --lr 5e-4 --warmup-steps 100 --focal-weight 5 \
 		--easy-steps 250 --easy-fraction 0.25 --refine-rounds 0 --loss-size 256 --stop-at 500; fi
-	$(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt --sizes 256,384,512 --refine-rounds 1
+	$(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt --sizes 256,384,512 --refine-rounds 1 \
+		--steps 1400
