@@ -32,15 +32,17 @@ kotlin-deps:
 test: install kotlin-deps
 	$(BIN)/python -m pytest -q
 
-# The CPU recipe that trained the embedded demo model (2 cores; resumable: rerun to continue from
-# $(TRAIN)/state.pt). Phase 1 escapes the empty-mask plateau at 256 px on easy scenes first; phase 2
-# adds 384 and 512 px and the refinement round. Weights: $(TRAIN)/weights.safetensors.
+# The CPU recipe that trained the embedded demo model, as the time slices it ran in (2 cores; each line
+# resumes $(TRAIN)/state.pt, so rerunning continues an interrupted run). Slice 1: 256 px on easy scenes
+# first, under a 2,400-step schedule; slice 2 adds 384 / 512 px and the refinement round; slice 3 lays
+# the cosine over 1,400 steps, to its end. Weights: $(TRAIN)/weights.safetensors.
 TRAIN := outputs/train-cpu
 TRAIN_FLAGS := --device cpu --threads 2 --out $(TRAIN) --eval-every 200 --eval-scenes 8 --save-every 50
+RESUME := $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt
 train-cpu: install
-	if [ -f $(TRAIN)/state.pt ]; then $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt \
-		--stop-at 500; else $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --img-size 256 --sizes 256 \
+	[ -f $(TRAIN)/state.pt ] || $(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --img-size 256 --sizes 256 \
 		--steps 2400 --batch-size 4 --prompts-per-image 16 --lr 5e-4 --warmup-steps 100 --focal-weight 5 \
-		--easy-steps 250 --easy-fraction 0.25 --refine-rounds 0 --loss-size 256 --stop-at 500; fi
-	$(BIN)/tinysam-mobile train $(TRAIN_FLAGS) --resume $(TRAIN)/state.pt --sizes 256,384,512 --refine-rounds 1 \
-		--steps 1400
+		--easy-steps 250 --easy-fraction 0.25 --refine-rounds 0 --loss-size 256 --stop-at 500
+	$(RESUME) --stop-at 500
+	$(RESUME) --sizes 256,384,512 --refine-rounds 1 --stop-at 550
+	$(RESUME) --steps 1400

@@ -81,6 +81,8 @@ def sample_prompts(rng: np.random.Generator, original_size: tuple[int, int], mas
 
 
 def folder_images(folder: Path, limit: int) -> list[np.ndarray]:
+    if not Path(folder).is_dir():
+        raise ImageError(f"images folder {folder} " + ("is a file" if Path(folder).exists() else "not found"))
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ImageError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -84,23 +84,76 @@ def write_manifest(root: Path, *, target: str, precision: str, checkpoint_sha256
     return manifest
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_manifest_fields(manifest: Any, path: Path) -> None:
+    """Refuse a manifest whose fields the runners, validate and the apps read are absent or of the wrong kind."""
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
+    version = manifest.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:  # not true, not 1.0: what the apps read
+        raise ArtifactError(f"{path}: format version {manifest.get('format_version')!r}, this tool reads {FORMAT_VERSION}")
+    for key in ("target", "precision", "checkpoint_sha256"):
+        if not isinstance(manifest.get(key), str) or not manifest[key]:
+            raise ArtifactError(f"{path}: field {key!r} is missing or not a string")
+    preprocessing = manifest.get("preprocessing")
+    if not isinstance(preprocessing, dict) or not _is_count(preprocessing.get("input_size")) \
+            or preprocessing["input_size"] == 0:
+        raise ArtifactError(f"{path}: field 'preprocessing.input_size' is missing or not a positive integer")
+    for key in ("num_points", "everything_batch"):
+        if manifest.get(key) is not None and (not _is_count(manifest[key]) or manifest[key] == 0):
+            raise ArtifactError(f"{path}: field {key!r} is not a positive integer")
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, list) or not artifacts:
+        raise ArtifactError(f"{path}: field 'artifacts' is missing or not a non-empty list")
+    for i, record in enumerate(artifacts):
+        if not isinstance(record, dict):
+            raise ArtifactError(f"{path}: artifacts[{i}] is not an object")
+        for key in ("file", "role", "sha256"):
+            if not isinstance(record.get(key), str) or not record[key]:
+                raise ArtifactError(f"{path}: artifacts[{i}].{key} is missing or not a string")
+        if not _is_count(record.get("size_bytes")):
+            raise ArtifactError(f"{path}: artifacts[{i}].size_bytes is missing or not a non-negative integer")
+        relative = Path(record["file"])
+        if relative.is_absolute() or ".." in relative.parts or "\0" in record["file"]:
+            raise ArtifactError(f"{path}: artifacts[{i}].file {record['file']!r} is not a path inside the folder")
+    roles = [record["role"] for record in artifacts]
+    repeated = sorted({role for role in roles if roles.count(role) > 1})
+    if repeated:
+        raise ArtifactError(f"{path}: role {repeated[0]!r} is listed twice in 'artifacts'")
+    missing = [role for role in ("encoder", "decoder") if role not in roles]
+    if missing:
+        raise ArtifactError(f"{path}: no {' or '.join(missing)} in 'artifacts'")
+
+
 def load_manifest(root: "str | Path", verify: bool = True) -> dict[str, Any]:
     """Read root/manifest.json; with verify, refuse any artifact whose size or SHA-256 differs."""
     root = Path(root)
     path = root / MANIFEST_NAME
+    if not root.exists():
+        raise ArtifactError(f"artifacts folder not found: {root}")
+    if not root.is_dir():
+        raise ArtifactError(f"{root} is a file; pass the folder written by 'tinysam-mobile convert'")
     if not path.is_file():
         raise ArtifactError(f"{root}: no {MANIFEST_NAME}; is this a folder written by 'tinysam-mobile convert'?")
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        manifest = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
         raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format version {manifest.get('format_version')!r}, this tool reads {FORMAT_VERSION}")
+    except RecursionError:
+        raise ArtifactError(f"{path}: not valid JSON (nested too deeply)") from None
+    check_manifest_fields(manifest, path)
     if verify:
-        for record in manifest.get("artifacts", []):
+        for record in manifest["artifacts"]:
             artifact = root / record["file"]
-            if not artifact.exists():
-                raise ArtifactError(f"{root}: artifact {record['file']} listed in the manifest is missing")
-            if path_size(artifact) != record["size_bytes"] or path_sha256(artifact) != record["sha256"]:
-                raise ArtifactError(f"{root}: {record['file']} does not match its manifest hash (modified or corrupt)")
+            try:
+                if not artifact.exists():
+                    raise ArtifactError(f"{root}: artifact {record['file']} listed in the manifest is missing")
+                if path_size(artifact) != record["size_bytes"] or path_sha256(artifact) != record["sha256"]:
+                    raise ArtifactError(f"{root}: {record['file']} does not match its manifest hash "
+                                        "(modified or corrupt)")
+            except OSError as exc:  # e.g. a name too long for the file system, or no permission to read
+                raise ArtifactError(f"{root}: cannot read artifact {record['file']!r}: {exc.strerror}") from None
     return manifest

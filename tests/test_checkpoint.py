@@ -103,3 +103,34 @@ def test_non_tensor_values_are_refused(tmp_path):
     torch.save({"model": {"a": 1}}, path)
     with pytest.raises(CheckpointError, match="state dict of tensors"):
         load_tinysam(path, SMALL)
+
+
+@pytest.mark.parametrize("write", ["torch.save", "pickle.dump"])
+def test_refusal_names_what_was_found_and_never_advises_weights_only_false(tmp_path, write):
+    """torch's own message says re-running with weights_only=False 'will likely succeed': never repeat it."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    if write == "torch.save":
+        torch.save({"model": HostilePayload(marker)}, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump({"model": HostilePayload(marker)}, f)
+    with pytest.raises(CheckpointError) as info:
+        load_tinysam(path, SMALL)
+    message = str(info.value)
+    assert "weights_only" not in message and "will likely succeed" not in message
+    assert "\n" not in message
+    assert "refused to unpickle" in message and "--import-qtinysam" in message and ".safetensors" in message
+    if write == "torch.save":
+        assert f"pickled {os.system.__module__}.system" in message  # the global torch refused
+    assert not marker.exists()
+
+
+def test_refusal_names_a_refused_class(tmp_path):
+    import argparse
+
+    path = tmp_path / "with_args.pth"
+    torch.save({"model": {}, "args": argparse.Namespace(lr=1)}, path)
+    with pytest.raises(CheckpointError, match="pickled argparse.Namespace") as info:
+        load_tinysam(path, SMALL)
+    assert "weights_only" not in str(info.value)

@@ -6,6 +6,7 @@ which only rebuilds tensors and plain containers.
 
 import hashlib
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -28,11 +29,45 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: "str | Path") -> dict[str, torch.Tensor]:
-    """Read a checkpoint file into a flat {key: tensor} dict without executing any pickled code."""
+# torch names the object it refused as "GLOBAL module.name" (or "Unsupported global/class: ..."), and an
+# opcode its restricted reader lacks as "Unsupported operand N".
+_REFUSED_NAMES = (re.compile(r"GLOBAL ([A-Za-z_][\w.]*)"),
+                  re.compile(r"Unsupported (?:global|class)[: ]+([A-Za-z_][\w.]*)"))
+_REFUSED_OPCODE = re.compile(r"Unsupported operand (\S+)")
+
+
+def _refusal(torch_message: str) -> str:
+    """One line on a file torch.load(weights_only=True) refused: what was found and what to do instead.
+
+    torch's own message is not repeated: it advises re-running with weights_only=False, which executes
+    whatever code the file carries."""
+    names = [m.group(1) for m in (pattern.search(torch_message) for pattern in _REFUSED_NAMES) if m]
+    opcode = _REFUSED_OPCODE.search(torch_message)
+    if names:
+        found = f"it holds a pickled {names[0]}, not only tensors"
+    elif opcode:
+        found = (f"it is not a plain PyTorch state dict (pickle opcode {opcode.group(1)}, which the tensor-only "
+                 "reader does not accept)")
+    else:
+        found = "it holds more than tensors"
+    return (f"refused to unpickle it: {found}; unpickling anything else can run code from the file. "
+            "For Q-TinySAM's pickled model (tinysam_w8a8.pth) run 'tinysam-mobile calibrate --import-qtinysam', "
+            "which reads it without running code; otherwise pass a .safetensors file or a plain state dict of "
+            "tensors")
+
+
+def _checkpoint_file(path: "str | Path") -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; pass the .pth or .safetensors file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def read_state_dict(path: "str | Path") -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat {key: tensor} dict without executing any pickled code."""
+    path = _checkpoint_file(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -42,16 +77,17 @@ def read_state_dict(path: "str | Path") -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol N ... please file an issue": noise here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
-        raise CheckpointError(
-            f"{path}: refused to unpickle it, since it holds more than tensors ({first_line}). "
-            "Q-TinySAM's pickled module is read by 'tinysam-mobile calibrate --import-qtinysam'"
-        ) from None
+        raise CheckpointError(f"{path}: {_refusal(str(exc))}") from None
     except Exception as exc:  # a corrupt or foreign file can fail anywhere inside torch.load
-        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        if "weights_only" in str(exc):  # never pass on torch's advice to load with weights_only=False
+            raise CheckpointError(f"{path}: {_refusal(str(exc))}") from None
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc.__class__.__name__}"
+                              f"{': ' + reason if reason else ''})") from None
     if isinstance(obj, dict):
         for wrapper in ("model", "state_dict"):
             if isinstance(obj.get(wrapper), dict):
@@ -111,8 +147,8 @@ def load_tinysam(checkpoint: "str | Path | None" = None, config: TinySamConfig =
             stacklevel=2,
         )
         return seeded_model(config).eval()
+    state = read_state_dict(checkpoint)  # a missing or refused file fails before the model is built
     model = TinySam(config)
-    state = read_state_dict(checkpoint)
     check_state_dict(model, state, str(checkpoint))
     model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state.items()}, strict=True)
     return model.eval()
@@ -122,4 +158,4 @@ def checkpoint_id(checkpoint: "str | Path | None") -> str:
     """SHA-256 of the weights a conversion starts from (of the file, or 'seeded-<seed>')."""
     if checkpoint is None and DEMO_CHECKPOINT.is_file():
         checkpoint = DEMO_CHECKPOINT
-    return file_sha256(Path(checkpoint)) if checkpoint is not None else f"seeded-{SEEDED_WEIGHTS_SEED}"
+    return file_sha256(_checkpoint_file(checkpoint)) if checkpoint is not None else f"seeded-{SEEDED_WEIGHTS_SEED}"

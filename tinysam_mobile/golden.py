@@ -25,6 +25,7 @@ subfolder holds CoreML manifests for the iOS manifest check (golden_manifests.py
 """
 
 import io
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .automatic_mask_generator import TinySamHierarchicalMaskGenerator
-from .errors import ImageError, PromptError
+from .errors import ImageError, PromptError, TinySamError
 from .golden_manifests import write_manifest_cases
 from .predictor import TinySamPredictor
 from .utils.image_io import load_image
@@ -62,24 +63,46 @@ def write_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
             f.write(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
+class GoldenFormatError(TinySamError, ValueError):
+    """A golden vector file that is truncated, corrupted or not one at all."""
+
+
 def read_tensors(path: Path) -> dict[str, np.ndarray]:
-    """Inverse of write_tensors (for Python-side checks of the files)."""
+    """Inverse of write_tensors (for Python-side checks of the files). GoldenFormatError, naming the file
+    and the byte offset, for anything write_tensors could not have written."""
     data = Path(path).read_bytes()
     if data[:8] != MAGIC:
-        raise ValueError(f"{path}: not a golden vector file")
+        raise GoldenFormatError(f"{path}: not a golden vector file (no {MAGIC.decode()} header)")
     dtypes = {code: dtype for dtype, code in DTYPE_CODES.items()}
-    (count,), pos, out = struct.unpack_from("<I", data, 8), 12, {}
-    for _ in range(count):
-        (length,) = struct.unpack_from("<H", data, pos)
-        name = data[pos + 2: pos + 2 + length].decode("ascii")
-        pos += 2 + length
-        code, rank = struct.unpack_from("<BB", data, pos)
-        shape = struct.unpack_from(f"<{rank}I", data, pos + 2)
-        pos += 2 + 4 * rank
-        dtype = dtypes[code].newbyteorder("<")
-        size = int(np.prod(shape)) * dtype.itemsize
-        out[name] = np.frombuffer(data[pos: pos + size], dtype=dtype).reshape(shape)
+    pos, out = 8, {}
+
+    def take(size: int, what: str) -> bytes:
+        nonlocal pos
+        if pos + size > len(data):
+            raise GoldenFormatError(f"{path}: truncated at byte {len(data)} while reading {what} "
+                                    f"({size} bytes at offset {pos})")
+        chunk = data[pos: pos + size]
         pos += size
+        return chunk
+
+    (count,) = struct.unpack("<I", take(4, "the tensor count"))
+    for index in range(count):
+        (length,) = struct.unpack("<H", take(2, f"tensor {index}'s name length"))
+        try:
+            name = take(length, f"tensor {index}'s name").decode("ascii")
+        except UnicodeDecodeError:
+            raise GoldenFormatError(f"{path}: tensor {index}'s name is not ASCII (offset {pos - length})") from None
+        if name in out:
+            raise GoldenFormatError(f"{path}: tensor {name!r} appears twice")
+        code, rank = struct.unpack("<BB", take(2, f"{name!r}'s dtype and rank"))
+        if code not in dtypes:
+            raise GoldenFormatError(f"{path}: {name!r} has unknown dtype code {code} (offset {pos - 2})")
+        shape = struct.unpack(f"<{rank}I", take(4 * rank, f"{name!r}'s shape"))
+        dtype = dtypes[code].newbyteorder("<")
+        size = math.prod(shape) * dtype.itemsize
+        out[name] = np.frombuffer(take(size, f"{name!r}'s {math.prod(shape)} values"), dtype=dtype).reshape(shape)
+    if pos != len(data):
+        raise GoldenFormatError(f"{path}: {len(data) - pos} unexpected bytes after the last of {count} tensors")
     return out
 
 

@@ -53,7 +53,11 @@ class TinySamPredictor:
             mask = np.zeros((1, 1, low_res_side, low_res_side), np.float32)
             has_mask = np.zeros(1, np.float32)
         else:
-            mask = np.asarray(mask_input, np.float32).reshape(1, 1, low_res_side, low_res_side)
+            mask = np.asarray(mask_input, np.float32)
+            if mask.size != low_res_side * low_res_side:
+                raise PromptError(f"mask_input must be the {low_res_side}x{low_res_side} low-res logits of an "
+                                  f"earlier call, got shape {mask.shape}")
+            mask = mask.reshape(1, 1, low_res_side, low_res_side)
             has_mask = np.ones(1, np.float32)
         low_res, iou = self.runner.decode(self.embedding, coords, labels, mask, has_mask)
         low_res, iou = low_res[0], iou[0]

@@ -48,13 +48,13 @@ def measure_runtimes(checkpoint: Optional[Path], artifact_dirs: list[Path], runs
     from ..runners import TorchRunner
     from ..runners.factory import make_runner
 
+    manifests = [load_manifest(folder) for folder in artifact_dirs]  # bad folders fail before any timing
     torch.set_num_threads(threads)
     results = {"machine": f"{platform.processor() or platform.machine()}, {threads} threads", "runs": runs,
                "runtimes": {}}
     on_step("torch fp32")
     results["runtimes"]["torch fp32 (eager)"] = time_runner(TorchRunner(load_tinysam(checkpoint)), runs, batch)
-    for folder in artifact_dirs:
-        manifest = load_manifest(folder)
+    for folder, manifest in zip(artifact_dirs, manifests):
         name = f"{manifest['target']} {manifest['precision']}"
         on_step(name)
         threaded = manifest["target"] in ("tflite", "onnx")

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import TinySamError
 from . import app
 from .options import CheckpointOption
 
@@ -23,13 +24,16 @@ def benchmark(
     Figures are machine-specific: compare backends within one run, not against numbers from elsewhere.
     """
     from ..benchmarks.torch_latency import measure_torch
+    from ..utils.files import atomic_path, check_outputs
 
+    for option, value in (("--runs", runs), ("--threads", threads), ("--prompts", prompts)):
+        if value < 1:
+            raise TinySamError(f"{option} must be at least 1, got {value}")
+    check_outputs(files=(out,))
     figures = measure_torch(checkpoint, runs=runs, threads=threads, batch=prompts)
     for key, value in figures.items():
         typer.echo(f"{key:>32}: {value}")
     if out is not None:
-        from ..utils.files import atomic_path
-
         with atomic_path(out) as tmp:
             tmp.write_text(json.dumps(figures, indent=2))
         typer.echo(f"figures: {out}")

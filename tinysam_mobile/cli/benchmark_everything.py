@@ -39,7 +39,7 @@ def benchmark_everything(
     from ..benchmarks.everything import benchmark_everything as run
     from ..errors import TinySamError
     from ..runners.factory import make_runner
-    from ..utils.files import atomic_path
+    from ..utils.files import atomic_path, check_outputs
     from .everything import progress_bar
 
     names = tuple(name for name in photos.split(",") if name)
@@ -48,6 +48,11 @@ def benchmark_everything(
         raise TinySamError(f"unknown scikit-image photo(s): {', '.join(unknown)}")
     if scenes < 0 or scene_size < 16:
         raise TinySamError("--scenes must not be negative and --scene-size must be at least 16")
+    if not names and scenes == 0:
+        raise TinySamError("nothing to benchmark: --photos is empty and --scenes is 0")
+    if threads < 1:
+        raise TinySamError(f"--threads must be at least 1, got {threads}")
+    check_outputs(files=(out,))
     torch.set_num_threads(threads)
     config = EverythingBenchmarkConfig(photos=names, scenes=scenes, scene_size=scene_size,
                                        generator=EverythingConfig(points_per_batch=points_per_batch))

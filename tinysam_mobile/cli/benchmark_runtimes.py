@@ -30,8 +30,9 @@ def benchmark_runtimes(
     from rich.table import Table
 
     from ..benchmarks.runtimes import measure_runtimes
-    from ..utils.files import atomic_path
+    from ..utils.files import atomic_path, check_outputs
 
+    check_outputs(files=(out,))
     console = Console(stderr=True)
     figures = measure_runtimes(checkpoint, artifacts, runs, threads, prompts,
                                on_step=lambda name: console.print(f"timing {name} ..."))

@@ -88,8 +88,15 @@ def calibrate(
     get twin-uniform scales. Feed the result to 'tinysam-mobile convert --scales' and 'quant-report'.
     Example: tinysam-mobile calibrate --checkpoint tinysam_42.3.pth --out scales_w8a8.safetensors
     """
+    from ..utils.files import check_outputs
+
     if out.suffix != ".safetensors":
         raise TinySamError(f"--out {out}: the scales file must end in .safetensors")
+    if float_checkpoint is not None and import_qtinysam is None:
+        raise TinySamError("--float-checkpoint applies to --import-qtinysam only")
+    if import_qtinysam is not None:
+        float_checkpoint = float_checkpoint or out.with_name(out.stem + "_float.safetensors")
+    check_outputs(files=(out, out.with_suffix(".json"), float_checkpoint))
     if import_qtinysam is not None:
         _import_qtinysam(import_qtinysam, out, float_checkpoint)
         return
@@ -140,10 +147,26 @@ def quant_report(
     from ..calibration.pipeline import calibration_samples, capture_with_progress, progress_bar, scales_from_capture
     from ..calibration.report import fidelity, runner_predict, single_scale_twins, torch_predict
     from ..calibration.scales import load_scales
-    from ..runners.factory import make_runner
+    from ..converters.manifest import load_manifest
+    from ..runners.factory import BACKENDS, make_runner
+    from ..utils.files import atomic_path, check_outputs
 
     if artifacts and backend is None:
         raise TinySamError("--artifacts needs --backend (tflite, coreml or onnx)")
+    if backend is not None and not artifacts:
+        raise TinySamError("--backend needs --artifacts (folders written by 'tinysam-mobile convert')")
+    if backend is not None and backend not in BACKENDS:
+        raise TinySamError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if num_images < 1:
+        raise TinySamError("--num-images must be at least 1")
+    if images is not None and not images.is_dir():
+        raise TinySamError(f"--images {images} is not a folder")
+    for path, option in ((scales, "--scales"), (scales_w6a6, "--scales-w6a6")):
+        if path is not None and not path.is_file():
+            raise TinySamError(f"{option} {path}: file not found")
+    for folder in artifacts:
+        load_manifest(folder)  # missing or modified artifacts fail now, not after the calibration
+    check_outputs(files=(json_out,))
     model, checkpoint_sha = _model(checkpoint, img_size)
     captured = None
 
@@ -183,4 +206,5 @@ def quant_report(
         table.add_row(name, f"{f.mask_iou_all:.4f}", f"{f.mask_iou_best:.4f}", f"{f.iou_pred_mae:.4f}")
     Console().print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps({name: f.__dict__ for name, f in results.items()}, indent=1) + "\n")
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps({name: f.__dict__ for name, f in results.items()}, indent=1) + "\n")

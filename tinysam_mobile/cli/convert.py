@@ -44,7 +44,7 @@ def convert(
     """
     from ..checkpoint import checkpoint_id, load_tinysam
     from ..converters.config import ConvertConfig
-    from ..utils.files import atomic_directory
+    from ..utils.files import atomic_directory, check_outputs
 
     if target not in TARGETS:
         raise TinySamError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -59,6 +59,7 @@ def convert(
     config = ConvertConfig(target=target, precision=precision, num_points=num_points,
                            everything_batch=everything_batch, scales=scales,
                            calibration_images=calibration_images, compute_precision=compute_precision)
+    check_outputs(folders=(out,))
     model = load_tinysam(checkpoint)
     with atomic_directory(out) as work_dir:
         manifest = backend.convert(model, config, work_dir, checkpoint_sha256=checkpoint_id(checkpoint))

@@ -41,7 +41,7 @@ def evaluate(
     from ..predictor import TinySamPredictor
     from ..training.evaluation import EvalConfig, evaluate_scenes
     from ..training.sheet import write_sheet
-    from ..utils.files import atomic_path
+    from ..utils.files import atomic_path, check_outputs
 
     if scenes < 1:
         raise TinySamError("--scenes must be at least 1")
@@ -49,6 +49,7 @@ def evaluate(
         model_config = TinySamConfig(img_size)
     except ValueError as exc:
         raise TinySamError(f"--img-size: {exc}") from None
+    check_outputs(files=(sheet, out))
     torch.set_num_threads(max(1, threads))
     predictor = TinySamPredictor(load_tinysam(checkpoint, model_config))
     config = EvalConfig(scenes=scenes, **({} if seed_start is None else {"seed_start": seed_start}))

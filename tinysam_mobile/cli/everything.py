@@ -70,7 +70,7 @@ def everything(
     from ..automatic_mask_generator import EverythingConfig
     from ..runners.factory import make_runner
     from ..utils.amg import decode_rle
-    from ..utils.files import atomic_path
+    from ..utils.files import atomic_path, check_outputs
     from ..utils.image_io import load_image
     from ..utils.visualize import overlay_masks, save_png
 
@@ -81,6 +81,7 @@ def everything(
         pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
         box_nms_thresh=box_nms_thresh, high_score_thresh=high_score_thresh,
         min_mask_region_area=min_mask_region_area)
+    check_outputs(files=(out, overlay))
     rgb = load_image(image)
     generator = generator(make_runner(backend, checkpoint, artifacts), config)
     bar, report = progress_bar(f"{mode}: decoding prompts")

@@ -26,8 +26,9 @@ def golden(
     from rich.progress import Progress
 
     from ..golden import GoldenConfig, count_cases, write_golden
-    from ..utils.files import atomic_directory
+    from ..utils.files import atomic_directory, check_outputs
 
+    check_outputs(folders=(out,))
     config = GoldenConfig(seed=seed)
     with Progress(transient=True) as progress, atomic_directory(out) as work_dir:
         task = progress.add_task("golden vectors", total=count_cases(config))

@@ -8,6 +8,7 @@ import typer
 
 from ..predictor import TinySamPredictor
 from ..runners.factory import make_runner
+from ..utils.files import check_outputs
 from ..utils.image_io import load_image
 from ..utils.visualize import MASK_COLOR, draw_prompts, overlay_masks, save_png
 from . import app
@@ -39,6 +40,7 @@ def segment(
     """
     coords, labels = parse_points(point)
     box_arr = parse_box(box)
+    check_outputs(files=(out, overlay))
     rgb = load_image(image)
     predictor = TinySamPredictor(make_runner(backend, checkpoint, artifacts, **runner_options(backend, delegate)))
     predictor.set_image(rgb)

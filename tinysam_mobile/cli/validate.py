@@ -44,18 +44,20 @@ def validate(
     from ..converters.manifest import load_manifest
     from ..runners import TorchRunner
     from ..runners.factory import make_runner
-    from ..utils.files import atomic_path
+    from ..utils.files import atomic_path, check_outputs
     from ..validation import THRESHOLDS, HalfSwap, ParityConfig, measure_parity
 
+    check_outputs(files=(json_out,))
     manifest = load_manifest(artifacts)  # refuses modified artifacts before anything runs
     if manifest["checkpoint_sha256"] != checkpoint_id(checkpoint):
         raise TinySamError(f"{artifacts} was converted from checkpoint {manifest['checkpoint_sha256'][:16]}..., "
                            f"not from {checkpoint_id(checkpoint)[:16]}...; pass the same --checkpoint")
     target, precision = manifest["target"], manifest["precision"]
-    runner = make_runner(target, artifacts=artifacts, **runner_options(target, delegate))
-    reference = TorchRunner(load_tinysam(checkpoint))
+    options = runner_options(target, delegate)
     pictures = ([(rgb, None) for rgb in folder_images(images, limit=10_000)] if images is not None
                 else default_images(DEFAULT_IMAGES, held_out=True))
+    runner = make_runner(target, artifacts=artifacts, **options)
+    reference = TorchRunner(load_tinysam(checkpoint))
     runs = {"pipeline": runner}
     if per_half:
         runs.update(encoder_only=HalfSwap(runner, reference, runner.num_points),

@@ -19,16 +19,49 @@ def _check_writable_dir(folder: Path) -> None:
         raise TinySamError(f"output folder {folder} is not writable")
 
 
+def check_output_path(target: "str | Path", kind: str = "file") -> None:
+    """Refuse an output path that cannot be written, before any work and without creating anything.
+
+    kind "file": target must not be a folder; kind "folder": target must not be a file. The nearest
+    existing folder above target must be a writable folder (missing folders between are created later)."""
+    target = Path(target)
+    if kind == "file" and target.is_dir():
+        raise TinySamError(f"output {target} is a folder; give a file name, e.g. {target / 'NAME'}")
+    if kind == "folder" and target.exists() and not target.is_dir():
+        raise TinySamError(f"output folder {target} is an existing file; give a folder name")
+    ancestor = target.absolute().parent
+    while not ancestor.exists() and not ancestor.is_symlink() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise TinySamError(f"cannot create output folder {target.parent}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK):
+        raise TinySamError(f"output folder {ancestor} is not writable")
+
+
+def check_outputs(files: "tuple[str | Path | None, ...]" = (), folders: "tuple[str | Path | None, ...]" = ()) -> None:
+    """check_output_path for each given output file and folder (None: not asked for); verbs call it first."""
+    for path in files:
+        if path is not None:
+            check_output_path(path, "file")
+    for path in folders:
+        if path is not None:
+            check_output_path(path, "folder")
+
+
 @contextmanager
 def atomic_path(target: "str | Path") -> Iterator[Path]:
     """Yield a temporary file path beside `target`; on success it replaces `target` in one rename."""
     target = Path(target)
+    check_output_path(target, "file")
     _check_writable_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:  # e.g. a folder of that name appeared meanwhile
+            raise TinySamError(f"cannot write {target}: {exc.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -41,6 +74,7 @@ def atomic_directory(target: "str | Path") -> Iterator[Path]:
     An existing `target` is moved aside first and removed only after the new one is in place.
     """
     target = Path(target)
+    check_output_path(target, "folder")
     _check_writable_dir(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:

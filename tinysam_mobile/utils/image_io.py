@@ -67,6 +67,8 @@ def load_image(image: "str | os.PathLike | np.ndarray | Image.Image") -> np.ndar
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
     path = Path(image)
+    if path.is_dir():
+        raise ImageError(f"image {path} is a folder; pass an image file")
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
     with warnings.catch_warnings():
