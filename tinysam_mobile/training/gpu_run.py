@@ -14,12 +14,10 @@ Back home: tinysam-mobile join-weights OUT/weights.encoder.safetensors OUT/weigh
 
 import argparse
 import os
-from dataclasses import replace
-
 from ..checkpoint import DEMO_CHECKPOINT
 from .job import run_job, start_state
 
-# A scene at 1024 takes ~0.3-0.5 s of one core here, so 14 scene workers give ~30-45 images/s (the data,
+# A scene at 1024 takes ~0.3-0.5 s of one core here (one-off timing of make_batch on a loaded machine), so 14 scene workers give ~30-45 images/s (the data,
 # not the GPU, bounds the rate): about 1,000 steps of 16 images in 7 minutes; the cosine schedule is
 # laid over that many steps. Held-out checks (on the CPU cores, ~30 s each) at step 500 and at the end
 # keep the whole command under the machine's 10 minutes.
@@ -42,7 +40,7 @@ def main(argv=None) -> None:
     init = DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None
     state = start_state(overrides, init_weights=init)
     print(f"{state.config.device}: from {init or 'scratch'}, {workers} scene workers, "
-          f"{args.seconds:.0f} s budget, {replace(state.config)}", flush=True)
+          f"{args.seconds:.0f} s budget, {state.config}", flush=True)
     weights = run_job(state, args.out, save_every=100, eval_every=500, eval_scenes=8, workers=workers,
                       weight_parts=True, time_limit=args.seconds)
     images = state.step * state.config.batch_size
