@@ -27,9 +27,9 @@ unit = st.floats(0, 1, allow_nan=False)
 
 
 @st.composite
-def valid_prompts(draw):
+def valid_prompts(draw, sizes=image_sizes):
     """(size, target, points (N, 2) or None, labels or None, box or None, num_points or None), all inside the image."""
-    h, w = draw(image_sizes)
+    h, w = draw(sizes)
     target = draw(TARGETS)
     n = draw(st.integers(0, 6))
     points = labels = box = None
@@ -132,10 +132,11 @@ def test_upscaled_masks_have_the_original_size(b, c, target, h, w):
 
 
 @SETTINGS
-@given(prompts=valid_prompts(), multimask=st.booleans(), seed=st.integers(0, 2**16))
+# Images up to 300 px a side keep the upscaling cheap (drawn small, not filtered: filtering trips Hypothesis).
+@given(prompts=valid_prompts(st.tuples(st.integers(1, 300), st.integers(1, 300))), multimask=st.booleans(),
+       seed=st.integers(0, 2**16))
 def test_predictor_outputs_have_the_image_size(prompts, multimask, seed):
     (h, w), _, points, labels, box, _ = prompts
-    assume(h * w <= 300 * 300)  # keep the upscaling cheap
     target = 64
     assume(min(resized_shape(h, w, target)) > 0)
     rng = np.random.default_rng(seed)
