@@ -2,8 +2,9 @@
 
 Default calibration set (the paper uses 8 images): real photos bundled with scikit-image plus
 generated scenes; the held-out set for the report uses other photos and other scene seeds. Prompts
-are sampled per image in the decoder's fixed-shape contract: one positive point, a box, or a positive
-and a negative point; on scenes they come from the exact object masks.
+are sampled per image, on scenes from the exact object masks: for TinySAM PTQ as padded batches of one
+positive point, a box, or a positive and a negative point (sample_prompts); for LiteRT calibration and
+parity as a user gives them, of every token count (sample_user_prompts).
 """
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch
 from ..data import SceneConfig, generate_scene
 from ..errors import ImageError
 from ..utils.image_io import load_image
-from ..utils.prompts import pad_points
+from ..utils.prompts import pad_points, prompt_shapes, token_count
 from ..utils.transforms import apply_coords, preprocess
 
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -34,7 +35,7 @@ class PromptedImage:
     labels: torch.Tensor         # (P, num_points)
 
 
-def _photo(name: str) -> np.ndarray:
+def scikit_image_photo(name: str) -> np.ndarray:
     import skimage.data
 
     return load_image(getattr(skimage.data, name)())
@@ -80,6 +81,50 @@ def sample_prompts(rng: np.random.Generator, original_size: tuple[int, int], mas
     return np.stack(all_coords), np.stack(all_labels)
 
 
+@dataclass(frozen=True)
+class UserPrompt:
+    """A prompt as a user gives it to TinySamPredictor.predict, in original-image pixels."""
+    points: Optional[np.ndarray]  # (k, 2), None without points
+    labels: Optional[np.ndarray]  # (k,) 1 / 0
+    box: Optional[np.ndarray]     # (4,) XYXY
+
+    @property
+    def tokens(self) -> int:
+        return token_count(0 if self.points is None else len(self.points), self.box is not None)
+
+
+def sample_user_prompts(rng: np.random.Generator, original_size: tuple[int, int], masks: Optional[np.ndarray],
+                        count: int, max_tokens: int, first: int = 0) -> list[UserPrompt]:
+    """count prompts whose shapes run through prompt_shapes(max_tokens) from index `first` on (so a
+    sequence of calls covers every token count): a positive point inside an object, then alternately
+    negative points outside and positive points inside it, and its bounding box. On images without
+    masks the object is a random rectangle."""
+    h, w = original_size
+    shapes = prompt_shapes(max_tokens)
+    prompts = []
+    for i in range(count):
+        k, with_box = shapes[(first + i) % len(shapes)]
+        if masks is not None and len(masks):
+            mask = masks[rng.integers(len(masks))]
+        else:
+            centre = rng.uniform([0, 0], [w, h])
+            half = rng.uniform(0.1, 0.4) * np.array([w, h])
+            x0, y0 = np.floor(np.maximum(centre - half, 0)).astype(int)
+            x1, y1 = np.ceil(np.minimum(centre + half, [w, h])).astype(int)
+            mask = np.zeros((h, w), bool)
+            mask[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = True
+        inside, outside = np.argwhere(mask)[:, ::-1], np.argwhere(~mask)[:, ::-1]
+        labels = np.array([1.0 if j % 2 == 0 or not len(outside) else 0.0 for j in range(k)], np.float32)
+        points = np.array([(inside if label else outside)[rng.integers(len(inside if label else outside))]
+                           for label in labels], np.float32).reshape(k, 2) + 0.5  # pixel centres
+        box = None
+        if with_box:
+            ys, xs = np.nonzero(mask)
+            box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        prompts.append(UserPrompt(points, labels, box) if k or not with_box else UserPrompt(None, None, box))
+    return prompts
+
+
 def folder_images(folder: Path, limit: int) -> list[np.ndarray]:
     if not Path(folder).is_dir():
         raise ImageError(f"images folder {folder} " + ("is a file" if Path(folder).exists() else "not found"))
@@ -94,7 +139,7 @@ def default_images(count: int, held_out: bool = False, seed: int = 0) -> list[tu
     photos = HELD_OUT_PHOTOS if held_out else CALIBRATION_PHOTOS
     first_seed = HELD_OUT_SCENE_SEED + seed if held_out else seed
     n_photos = min(len(photos), (count + 1) // 2)
-    images = [(_photo(name), None) for name in photos[:n_photos]]
+    images = [(scikit_image_photo(name), None) for name in photos[:n_photos]]
     images += [generated_scene(first_seed + i) for i in range(count - n_photos)]
     return images
 

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from ..modeling.tinysam import TinySam
-from ..utils.prompts import pad_points
 from ..utils.transforms import MASK_THRESHOLD, upscale_logits
 from ..validation.metrics import mask_ious
 from .dataset import PromptedImage
@@ -42,13 +41,13 @@ def torch_predict(model: TinySam) -> PredictFn:
 
 
 def runner_predict(runner) -> PredictFn:
-    """A Runner (LiteRT, CoreML, ONNX artifacts): prompts padded to its point count, one at a time."""
+    """A Runner (LiteRT, CoreML, ONNX artifacts), one prompt at a time with the tokens torch_predict decodes
+    (the calibration set's prompts, padded to one length so that they batch)."""
     def predict(image, coords, labels):
         embedding = runner.encode(image)
         side = embedding.shape[-1] * 4
         outputs = []
         for c, lab in zip(coords, labels):
-            c, lab = pad_points(c, lab, runner.num_points)
             outputs.append(runner.decode(embedding, c[None], lab[None], np.zeros((1, 1, side, side), np.float32),
                                          np.zeros(1, np.float32)))
         return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])

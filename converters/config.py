@@ -4,7 +4,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-DEFAULT_NUM_POINTS = 8       # interactive decoder: several clicks + a box + padding
+from ..errors import TinySamError
+
+# Interactive decoder: a prompt is its points, then 2 box corners or 1 padding point (utils/prompts), and the
+# decoder takes exactly that many tokens, from MIN_PROMPT_TOKENS (an empty point list) to max_tokens.
+MIN_PROMPT_TOKENS = 1
+DEFAULT_MAX_TOKENS = 10  # 8 points and a box, or 9 points
 DEFAULT_EVERYTHING_BATCH = 64  # batched decoder: single-point prompts per call in everything mode
 EVERYTHING_POINTS = 2  # each everything-mode prompt: the grid point plus the padding point SAM appends
 
@@ -13,8 +18,17 @@ EVERYTHING_POINTS = 2  # each everything-mode prompt: the grid point plus the pa
 class ConvertConfig:
     target: str
     precision: str
-    num_points: int = DEFAULT_NUM_POINTS
+    max_tokens: int = DEFAULT_MAX_TOKENS
     everything_batch: int = DEFAULT_EVERYTHING_BATCH
     scales: Optional[Path] = None            # TinySAM PTQ scales file (tinysam-mobile calibrate)
     calibration_images: Optional[Path] = None  # folder of images for activation ranges (w8a8)
     compute_precision: str = "fp16"          # CoreML only: fp16 (default) or fp32
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 3 or self.everything_batch < 1:  # 3: a point and a box
+            raise TinySamError("--max-tokens must be at least 3 and --everything-batch at least 1")
+
+
+def token_counts(config: ConvertConfig) -> range:
+    """Every prompt-token count the interactive decoder takes."""
+    return range(MIN_PROMPT_TOKENS, config.max_tokens + 1)

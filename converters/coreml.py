@@ -1,9 +1,15 @@
 """CoreML target: TinySAM -> ML Program packages (encoder, interactive decoder, batched decoder).
 
 Conversion goes through torch.export + run_decompositions({}) (coremltools 9 refuses torch 2.9+
-training-dialect programs otherwise). Every package is fixed-shape: the Neural Engine compiles
-nothing dynamic. The encoder takes an RGB image (CVPixelBuffer in Swift) with SAM's per-channel
-normalisation inside the model, since a CoreML image input has one scalar scale.
+training-dialect programs otherwise). The encoder takes an RGB image (CVPixelBuffer in Swift) with SAM's
+per-channel normalisation inside the model, since a CoreML image input has one scalar scale.
+
+The interactive decoder takes exactly the prompt's tokens (points, then 2 box corners or 1 padding point),
+1 to max_tokens of them, through EnumeratedShapes on point_coords and point_labels: each enumerated shape
+is compiled ahead and can run on the Neural Engine, whereas a RangeDim input runs there only at its
+default shape (Apple's answer in developer forum thread 724930; coremltools' "Flexible Input Shapes"
+guide recommends enumerated shapes for performance). Two enumerated inputs need iOS 18 (coremltools
+refuses them below), so the decoder package targets iOS 18.
 """
 
 from pathlib import Path
@@ -18,11 +24,11 @@ from ..errors import TinySamError
 from ..modeling import TinySam
 from ..utils.transforms import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD
 from . import coreml_compression
-from .config import EVERYTHING_POINTS, ConvertConfig
+from .config import EVERYTHING_POINTS, ConvertConfig, token_counts
 from .coreml_package import import_coremltools, tensor_specs
 from . import export_modules
 from .export_modules import DECODER_OUTPUTS, ENCODER_OUTPUT, DensePositionalEncoding
-from .manifest import artifact_record, write_manifest
+from .manifest import artifact_record, prompt_tokens, write_manifest
 
 PRECISIONS = ("fp16", "fp32", "int8", "palettize4", "palettize6", "palettize8", "w8a8")
 COMPUTE_PRECISIONS = ("fp16", "fp32")
@@ -38,7 +44,8 @@ DESCRIPTIONS = {
     "image": "RGB, 0-255: the photo resized (bilinear) so its longest side is the input size, at the "
              f"top-left, the rest filled with the mean colour {tuple(PAD_COLOR_RGB)}",
     "image_embeddings": "(1, 256, S/16, S/16) image embedding from the encoder",
-    "point_coords": "(B, N, 2) prompt points (x, y) in pixels of the resized image; padding points (0, 0)",
+    "point_coords": "(B, N, 2) prompt points (x, y) in pixels of the resized image, then the box corners or "
+                    "one (0, 0) padding point; the interactive decoder takes N = 1 to its maximum, exactly",
     "point_labels": "(B, N) 1 positive, 0 negative, 2 box top-left, 3 box bottom-right, -1 padding",
     "mask_input": "(B, 1, S/4, S/4) low-res mask logits of an earlier prediction; zeros when unused",
     "has_mask_input": "(B,) 1 to use mask_input, 0 to ignore it",
@@ -84,15 +91,20 @@ class EverythingDecoder(Decoder):
         return self.model.mask_decoder(image_embeddings, self.dense_pe(image_embeddings), sparse, no_mask)
 
 
-def deployment_target(ct, precision: str):
-    """iOS17 (activation quantize ops, int8 weights); iOS18 for per-grouped-channel palettes."""
-    return ct.target.iOS18 if precision.startswith("palettize") else ct.target.iOS17
+FLEXIBLE_TOKENS = ("point_coords", "point_labels")  # the interactive decoder's inputs with a token axis (axis 1)
+INTERACTIVE_DECODER = "decoder"  # the package whose FLEXIBLE_TOKENS take every token count
+
+
+def deployment_target(ct, precision: str, enumerated_tokens: bool):
+    """iOS17 (activation quantize ops, int8 weights); iOS18 for per-grouped-channel palettes and for the
+    interactive decoder's two enumerated-shape inputs."""
+    return ct.target.iOS18 if precision.startswith("palettize") or enumerated_tokens else ct.target.iOS17
 
 
 def example_inputs(model: TinySam, config: ConvertConfig) -> dict[str, dict[str, torch.Tensor]]:
     """Export-time sample tensors of each part; their shapes become the packages' fixed shapes."""
     s, e, low = model.config.img_size, model.config.embedding_size, model.config.low_res_size
-    n, b = config.num_points, config.everything_batch
+    n, b = config.max_tokens, config.everything_batch
     embedding = torch.randn(1, 256, e, e)
     labels = torch.full((1, n), -1.0)
     labels[0, :2] = 1.0
@@ -114,12 +126,23 @@ PARTS = {  # role: (file, wrapper, output names); tensor names shared with the L
 
 
 def convert_part(ct, module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str], precision: str,
-                 compute_precision: str):
-    """Export one wrapper and convert it to an ML Program with fixed shapes and float32 tensor I/O."""
-    exported = torch.export.export(module.eval(), tuple(inputs.values())).run_decompositions({})
+                 compute_precision: str, tokens: "range | None" = None):
+    """Export one wrapper and convert it to an ML Program with float32 tensor I/O, fixed shapes except the
+    token axis of FLEXIBLE_TOKENS when `tokens` (the counts to enumerate) is given."""
+    dynamic = None
+    if tokens is not None:
+        axis = torch.export.Dim("tokens", min=tokens.start, max=tokens.stop - 1)
+        dynamic = tuple({1: axis} if name in FLEXIBLE_TOKENS else None for name in inputs)
+    exported = torch.export.export(module.eval(), tuple(inputs.values()), dynamic_shapes=dynamic).run_decompositions({})
+
+    def shape(name: str, x: torch.Tensor):
+        if tokens is None or name not in FLEXIBLE_TOKENS:
+            return tuple(x.shape)
+        return ct.EnumeratedShapes(shapes=[(x.shape[0], t, *x.shape[2:]) for t in tokens], default=tuple(x.shape))
+
     input_types = [
         ct.ImageType(name=name, shape=tuple(x.shape), color_layout=ct.colorlayout.RGB, scale=1.0)
-        if name == "image" else ct.TensorType(name=name, shape=tuple(x.shape), dtype=np.float32)
+        if name == "image" else ct.TensorType(name=name, shape=shape(name, x), dtype=np.float32)
         for name, x in inputs.items()
     ]
     pipeline = ct.PassPipeline.DEFAULT
@@ -127,7 +150,7 @@ def convert_part(ct, module: nn.Module, inputs: dict[str, torch.Tensor], outputs
         pipeline.remove_passes(["common::const_deduplication"])
     return ct.convert(
         exported, inputs=input_types, outputs=[ct.TensorType(name=name, dtype=np.float32) for name in outputs],
-        convert_to="mlprogram", minimum_deployment_target=deployment_target(ct, precision),
+        convert_to="mlprogram", minimum_deployment_target=deployment_target(ct, precision, tokens is not None),
         compute_precision=ct.precision.FLOAT32 if compute_precision == "fp32" else ct.precision.FLOAT16,
         pass_pipeline=pipeline,
     )
@@ -146,7 +169,8 @@ def package_metadata(role: str, config: ConvertConfig, checkpoint_sha256: str, i
         "tinysam.pad_color_rgb": ",".join(map(str, PAD_COLOR_RGB)),
         "tinysam.resize": "longest side to input_size, new = int(old * input_size / max(h, w) + 0.5), bilinear; "
                           "top-left, pad bottom/right with pad_color_rgb",
-        "tinysam.num_points": str(config.num_points if role == "decoder" else EVERYTHING_POINTS),
+        "tinysam.prompt_tokens": (f"{token_counts(config).start}-{config.max_tokens}, exactly the prompt's"
+                                  if role == "decoder" else str(EVERYTHING_POINTS)),
         "tinysam.batch": str(config.everything_batch if role == "decoder_batch" else 1),
         "tinysam.point_labels": "-1 padding, 0 negative, 1 positive, 2 box top-left, 3 box bottom-right",
         "tinysam.mask_threshold": f"{MASK_THRESHOLD:g}",
@@ -161,7 +185,8 @@ def describe(mlmodel, role: str, config: ConvertConfig, checkpoint_sha256: str, 
     mlmodel.version = __version__
     mlmodel.short_description = {
         "encoder": "TinySAM image encoder (TinyViT-5M): RGB image -> image embedding",
-        "decoder": f"TinySAM prompt encoder + mask decoder: {config.num_points} points (pad with label -1)",
+        "decoder": f"TinySAM prompt encoder + mask decoder: 1 to {config.max_tokens} prompt tokens (points, then "
+                   "box corners or one padding point)",
         "decoder_batch": f"TinySAM decoder for everything mode: {config.everything_batch} single-point prompts",
     }[role] + f"; {config.precision} weights"
     for name in list(mlmodel.input_description) + list(mlmodel.output_description):
@@ -181,8 +206,6 @@ def check_config(config: ConvertConfig) -> None:
         raise TinySamError(f"--compute-precision must be fp16 or fp32, got {config.compute_precision!r}")
     if config.scales is not None and config.precision not in ("int8", "w8a8"):
         raise TinySamError(f"--scales applies to int8 and w8a8, not {config.precision}")
-    if config.num_points < 3 or config.everything_batch < 1:
-        raise TinySamError("num_points must be at least 3 and everything_batch at least 1")
 
 
 def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:
@@ -197,7 +220,8 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         for role, (file, wrapper, outputs) in PARTS.items():
             progress.update(task, description=f"CoreML {config.precision}: {role}")
             mlmodel = convert_part(ct, wrapper(plan.model), samples[role], outputs, config.precision,
-                                   effective_compute_precision(config))
+                                   effective_compute_precision(config),
+                                   token_counts(config) if role == INTERACTIVE_DECODER else None)
             mlmodel, reports[role] = coreml_compression.compress(plan, mlmodel, role)
             describe(mlmodel, role, config, checkpoint_sha256, model.config.img_size)
             mlmodel.save(str(work_dir / file))
@@ -206,9 +230,11 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
     return write_manifest(
         work_dir, target="coreml", precision=config.precision, checkpoint_sha256=checkpoint_sha256,
         img_size=model.config.img_size, artifacts=records,
-        num_points=config.num_points, everything_batch=config.everything_batch,
+        prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
         coreml={
-            "minimum_deployment_target": deployment_target(ct, config.precision).name,
+            "minimum_deployment_target": max((deployment_target(ct, config.precision, role == INTERACTIVE_DECODER)
+                                              for role in PARTS),
+                                             key=lambda target: target.value).name,
             "compute_precision": effective_compute_precision(config),
             "image_input": {"color_layout": "RGB", "range": "0-255", "pad_color_rgb": PAD_COLOR_RGB,
                             "normalisation": "inside the model: (rgb - pixel_mean) / pixel_std"},

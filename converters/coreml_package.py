@@ -75,8 +75,10 @@ def _feature_spec(feature) -> dict[str, Any]:
                 "shape": [1, 3, int(image.height), int(image.width)], "description": feature.shortDescription}
     array = feature.type.multiArrayType
     dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(array.dataType, str(array.dataType))
+    enumerated = ({"enumerated_shapes": sorted([int(d) for d in shape.shape] for shape in array.enumeratedShapes.shapes)}
+                  if array.WhichOneof("ShapeFlexibility") == "enumeratedShapes" else {})
     return {"name": feature.name, "kind": "tensor", "shape": [int(d) for d in array.shape], "dtype": dtype,
-            "description": feature.shortDescription}
+            **enumerated, "description": feature.shortDescription}
 
 
 def tensor_specs(spec) -> dict[str, list[dict[str, Any]]]:

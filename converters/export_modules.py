@@ -20,6 +20,12 @@ ENCODER_OUTPUT = "image_embeddings"
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
 POINT_FEATURES = "point_features"  # FeaturePromptDecoder's input in place of point_coords
+BATCH_SIGNATURE = "decode_batch"  # LiteRT: everything mode's batch of 2-token prompts
+
+
+def token_signature(tokens: int) -> str:
+    """LiteRT signature of the interactive decoder for prompts of exactly `tokens` tokens."""
+    return f"decode_tokens_{tokens}"
 
 
 def rsqrt_normalize(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:

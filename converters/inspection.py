@@ -86,11 +86,14 @@ def neural_engine_risks(spec) -> list[str]:
                 fp32_ops[op.type] += 1
     if high_rank:
         risks.append(f"{len(high_rank)} tensors above rank {MAX_RANK}: " + ", ".join(high_rank[:5]))
-    if dynamic:
+    flexibility = {f.name: f.type.multiArrayType.WhichOneof("ShapeFlexibility") for f in spec.description.input}
+    ranged = [name for name, kind in flexibility.items() if kind == "shapeRange"]
+    # Enumerated shapes are each compiled ahead and can run on the Neural Engine (the symbolic dimensions they
+    # leave in the program are fixed per shape); a ranged input runs there at its default shape only.
+    if dynamic and (ranged or "enumeratedShapes" not in flexibility.values()):
         risks.append(f"{len(dynamic)} tensors with dynamic shapes: " + ", ".join(dynamic[:5]))
-    for feature in spec.description.input:
-        if feature.type.multiArrayType.WhichOneof("ShapeFlexibility"):
-            risks.append(f"input {feature.name} has a flexible shape")
+    for name in ranged:
+        risks.append(f"input {name} has a ranged shape (the Neural Engine runs its default shape only)")
     if fp32_ops:
         risks.append(f"{sum(fp32_ops.values())} ops compute in float32 (the Neural Engine runs float16 only): "
                      + ", ".join(f"{k} x{v}" for k, v in fp32_ops.most_common(6)))

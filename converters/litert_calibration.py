@@ -1,22 +1,22 @@
 """Calibration samples for full-integer LiteRT models: real photos and generated scenes with prompts.
 
 The encoder sees the pixel images; the decoder sees the float encoder's embeddings of those images with
-points, boxes and multi-point prompts (also with a mask prompt from a first pass), and everything-mode
-batches of single points.
+prompts of every token count (points, boxes, both; also with a mask prompt from a first pass), each
+through its own signature, and everything-mode batches of single points.
 """
 
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..calibration.dataset import default_images, folder_images, sample_prompts
-from ..utils.prompts import PAD_LABEL
+from ..calibration.dataset import default_images, folder_images, sample_user_prompts
+from ..utils.prompts import PAD_LABEL, encode_prompts, prompt_shapes
 from ..utils.amg import grid_in_pixels
 from ..utils.transforms import normalized_to_pixels, preprocess, resized_shape
-from .config import ConvertConfig
+from .config import ConvertConfig, token_counts
+from .export_modules import BATCH_SIGNATURE, token_signature
 
 DEFAULT_IMAGE_COUNT = 8  # TinySAM's paper calibrates on 8 images
-PROMPTS_PER_IMAGE = 6
 
 Sample = dict[str, np.ndarray]
 
@@ -42,25 +42,30 @@ def grid_points(batch: int, input_size: tuple[int, int]) -> tuple[np.ndarray, np
 
 
 def decoder_samples(images, embeddings: list[np.ndarray], config: ConvertConfig, img_size: int,
-                    run_decoder: Callable[[Sample], np.ndarray], seed: int = 0) -> dict[str, list[Sample]]:
-    """Samples for the 'decode' and 'decode_batch' signatures; run_decoder (float model) supplies the
-    low-res logits that later samples feed back as mask prompts."""
+                    run_decoder: Callable[[str, Sample], np.ndarray], seed: int = 0) -> dict[str, list[Sample]]:
+    """Samples for every decoder signature: on each image one prompt of every shape (point count, box)
+    that fits config.max_tokens, to its exact-token signature, once without and once with the mask
+    prompt of the first pass; and a grid batch to 'decode_batch'. run_decoder(signature, sample) (float
+    model) supplies the low-res logits that the second pass feeds back."""
     rng = np.random.default_rng(seed)
     low = img_size // 4
-    single, batched = [], []
+    samples: dict[str, list[Sample]] = {token_signature(t): [] for t in token_counts(config)}
+    samples[BATCH_SIGNATURE] = []
+    shapes = len(prompt_shapes(config.max_tokens))
     for (rgb, masks), embedding in zip(images, embeddings):
-        coords, labels = sample_prompts(rng, rgb.shape[:2], masks, PROMPTS_PER_IMAGE, config.num_points, img_size)
-        for c, l in zip(coords, labels):
-            sample = {"image_embeddings": embedding, "point_coords": c[None], "point_labels": l[None],
+        for prompt in sample_user_prompts(rng, rgb.shape[:2], masks, shapes, config.max_tokens):
+            coords, labels = encode_prompts(prompt.points, prompt.labels, prompt.box, rgb.shape[:2], img_size)
+            signature = token_signature(prompt.tokens)
+            sample = {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels,
                       "mask_input": np.zeros((1, 1, low, low), np.float32), "has_mask_input": np.zeros(1, np.float32)}
-            single.append(sample)
-            logits = run_decoder(sample)
-            single.append({**sample, "mask_input": logits[:, :1], "has_mask_input": np.ones(1, np.float32)})
+            logits = run_decoder(signature, sample)
+            samples[signature] += [sample, {**sample, "mask_input": logits[:, :1], "has_mask_input": np.ones(1, np.float32)}]
         grid_coords, grid_labels = grid_points(config.everything_batch, resized_shape(*rgb.shape[:2], img_size))
-        batched.append({"image_embeddings": embedding, "point_coords": grid_coords, "point_labels": grid_labels,
-                        "mask_input": np.zeros((config.everything_batch, 1, low, low), np.float32),
-                        "has_mask_input": np.zeros(config.everything_batch, np.float32)})
-    return {"decode": single, "decode_batch": batched}
+        samples[BATCH_SIGNATURE].append({
+            "image_embeddings": embedding, "point_coords": grid_coords, "point_labels": grid_labels,
+            "mask_input": np.zeros((config.everything_batch, 1, low, low), np.float32),
+            "has_mask_input": np.zeros(config.everything_batch, np.float32)})
+    return samples
 
 
 def override_ranges(qsvs: dict[str, Any], ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:

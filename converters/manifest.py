@@ -51,8 +51,8 @@ PROMPT_SPEC = {
     "coordinates": "(x, y) pixels of the resized (unpadded) image: original * (new / old) per axis",
     "labels": {"-1": "padding", "0": "negative point", "1": "positive point", "2": "box top-left",
                "3": "box bottom-right"},
-    "padding": "points first, then box corners; without a box one (0, 0) point with label -1 is appended; "
-               "then (0, 0) / -1 up to the decoder's point count",
+    "tokens": "points first, then the two box corners; without a box one (0, 0) point with label -1 is "
+              "appended; nothing else: the decoder takes exactly that many tokens (prompt_tokens gives the counts)",
     "outputs": "3 masks and 3 IoU predictions (TinySAM mask tokens 1..3); best mask = highest predicted IoU",
 }
 
@@ -102,9 +102,13 @@ def check_manifest_fields(manifest: Any, path: Path) -> None:
     if not isinstance(preprocessing, dict) or not _is_count(preprocessing.get("input_size")) \
             or preprocessing["input_size"] == 0:
         raise ArtifactError(f"{path}: field 'preprocessing.input_size' is missing or not a positive integer")
-    for key in ("num_points", "everything_batch"):
-        if manifest.get(key) is not None and (not _is_count(manifest[key]) or manifest[key] == 0):
-            raise ArtifactError(f"{path}: field {key!r} is not a positive integer")
+    if manifest.get("everything_batch") is not None and (not _is_count(manifest["everything_batch"])
+                                                         or manifest["everything_batch"] == 0):
+        raise ArtifactError(f"{path}: field 'everything_batch' is not a positive integer")
+    tokens = manifest.get("prompt_tokens")
+    if tokens is not None and not (isinstance(tokens, dict) and _is_count(tokens.get("min"))
+                                   and _is_count(tokens.get("max")) and 1 <= tokens["min"] <= tokens["max"]):
+        raise ArtifactError(f"{path}: field 'prompt_tokens' is not {{\"min\": m, \"max\": n}} with 1 <= m <= n")
     artifacts = manifest.get("artifacts")
     if not isinstance(artifacts, list) or not artifacts:
         raise ArtifactError(f"{path}: field 'artifacts' is missing or not a non-empty list")
@@ -157,3 +161,8 @@ def load_manifest(root: "str | Path", verify: bool = True) -> dict[str, Any]:
             except OSError as exc:  # e.g. a name too long for the file system, or no permission to read
                 raise ArtifactError(f"{root}: cannot read artifact {record['file']!r}: {exc.strerror}") from None
     return manifest
+
+
+def prompt_tokens(counts: range) -> dict[str, int]:
+    """The manifest's prompt_tokens: the decoder takes every token count from min to max, exactly."""
+    return {"min": counts.start, "max": counts.stop - 1}

@@ -13,10 +13,12 @@ from typing import Any
 import torch
 
 from ..modeling import TinySam
-from .config import ConvertConfig
+from .config import MIN_PROMPT_TOKENS, ConvertConfig
 from .export_modules import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PixelEncoder,
                              PromptDecoder, decoder_sample_inputs, export_copy)
-from .manifest import artifact_record, write_manifest
+from .manifest import artifact_record, prompt_tokens, write_manifest
+
+MAX_ONNX_TOKENS = 64  # the dynamic point axis's bound: any prompt a user builds by hand
 
 PRECISIONS = ("fp32", "int8")
 ENCODER_FILE = "encoder.onnx"
@@ -55,10 +57,10 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         _export(PixelEncoder(model).eval(), {ENCODER_INPUT: torch.rand(1, size, size, 3) * 255},
                 work_dir / ENCODER_FILE, [ENCODER_INPUT], [ENCODER_OUTPUT])
         bar.update(task, description="exporting the decoder (torch.onnx)")
-        prompts, points = Dim("prompts", min=1, max=1024), Dim("points", min=1, max=64)
+        prompts, points = Dim("prompts", min=1, max=1024), Dim("points", min=MIN_PROMPT_TOKENS, max=MAX_ONNX_TOKENS)
         dynamic = {"image_embeddings": None, "point_coords": {0: prompts, 1: points},
                    "point_labels": {0: prompts, 1: points}, "mask_input": {0: prompts}, "has_mask_input": {0: prompts}}
-        _export(PromptDecoder(model).eval(), decoder_sample_inputs(size, 2, config.num_points),
+        _export(PromptDecoder(model).eval(), decoder_sample_inputs(size, 2, config.max_tokens),
                 work_dir / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, dynamic)
         if config.precision == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -73,7 +75,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                  artifact_record(work_dir, DECODER_FILE, "decoder", **_tensor_specs(work_dir / DECODER_FILE))]
     return write_manifest(
         work_dir, target="onnx", precision=config.precision, checkpoint_sha256=checkpoint_sha256, img_size=size,
-        artifacts=artifacts,
+        artifacts=artifacts, prompt_tokens=prompt_tokens(range(MIN_PROMPT_TOKENS, MAX_ONNX_TOKENS + 1)),
         encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 float; "
                        "pad bottom/right with pixel_mean; normalisation happens inside the model"},
         decoder={"dynamic_axes": {"prompts": "B of point_coords, point_labels, mask_input, has_mask_input",

@@ -1,8 +1,10 @@
 """`convert --target tflite`: LiteRT flatbuffers through litert-torch, quantized with ai-edge-quantizer.
 
-Artifacts: encoder.tflite (signature 'encode': image -> image_embeddings) and decoder.tflite with two
-signatures sharing one set of weights: 'decode' (one prompt of config.num_points points) and
-'decode_batch' (config.everything_batch prompts of 2 points each, for everything mode). Precisions:
+Artifacts: encoder.tflite (signature 'encode': image -> image_embeddings) and decoder.tflite with
+signatures sharing one set of weights: 'decode_tokens_T' for each prompt-token count T from 1 to
+config.max_tokens (one prompt of exactly T tokens: litert-torch exports fixed shapes only, and a padding
+token would change the masks) and 'decode_batch' (config.everything_batch prompts of 2 tokens each, for
+everything mode). Precisions:
 fp32; fp16 (weights stored as float16); int8 (dynamic range: int8 weights, float activations);
 w8a8 (every op integer, int8 inputs and outputs, activation ranges calibrated on real photos and
 generated scenes, then checked op by op; int16 where a softmax spans the image; the decoder takes the
@@ -25,10 +27,10 @@ from ..errors import TinySamError
 from ..modeling import TinySam
 from ..utils.prompts import POINT_FEATURES_FORMULA, point_features
 from . import accelerators, litert_scales
-from .config import EVERYTHING_POINTS, ConvertConfig
-from .export_modules import (DECODER_OUTPUTS, ENCODER_INPUT, POINT_FEATURES, FeaturePromptDecoder, PixelEncoder,
-                             PromptDecoder, decoder_sample_inputs, export_copy)
-from .manifest import artifact_record, path_sha256, write_manifest
+from .config import EVERYTHING_POINTS, ConvertConfig, token_counts
+from .export_modules import (BATCH_SIGNATURE, DECODER_OUTPUTS, ENCODER_INPUT, POINT_FEATURES, FeaturePromptDecoder,
+                             PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy, token_signature)
+from .manifest import artifact_record, path_sha256, prompt_tokens, write_manifest
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "w8a16", "int8-xnnpack")
 ACTIVATION_BITS = {"w8a8": 8, "w8a16": 16}  # the full-integer precisions
@@ -36,7 +38,6 @@ ENCODER_FILE = "encoder.tflite"
 DECODER_FILE = "decoder.tflite"
 GPU_REPORT_FILE = "gpu_compatibility.txt"
 ENCODER_SIGNATURE = "encode"
-DECODER_SIGNATURES = ("decode", "decode_batch")
 # Fixed input ranges by activation bits, so that what the app feeds is held exactly. int8 (asymmetric):
 # pixels at scale 1; int16 (symmetric, zero point 0): pixels at scale 1/128.
 PIXEL_RANGES = {8: (0.0, 255.0), 16: (-32767 / 128, 32767 / 128)}
@@ -64,6 +65,10 @@ WIDE_SOFTMAX = 128  # entries above which an int8 softmax (output step 1/256) ca
 XNNPACK_FLOAT_OPS = (("LayerNorm", "*"), (".*", "GELU"), (".*", "SOFTMAX"), (".*", "BATCH_MATMUL"))
 MAX_XNNPACK_PASSES = 4  # quantize, move what XNNPACK still leaves to LiteRT to float, until nothing new
 
+def decoder_signatures(config: ConvertConfig) -> list[str]:
+    return [token_signature(t) for t in token_counts(config)] + [BATCH_SIGNATURE]
+
+
 # Float exports by (checkpoint, shapes, graph): converting several precisions in one process exports once.
 _float_exports: dict[tuple, bytes] = {}
 
@@ -81,7 +86,7 @@ def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, 
 
     size = model.config.img_size
     features = config.precision in ACTIVATION_BITS
-    key = (checkpoint_sha256, size, config.num_points, config.everything_batch)
+    key = (checkpoint_sha256, size, config.max_tokens, config.everything_batch)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         if (*key, ENCODER_FILE) not in _float_exports:
             progress("exporting the encoder (litert-torch)")
@@ -93,9 +98,11 @@ def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, 
             progress("exporting the decoder (litert-torch)")
             exported = export_copy(model, rsqrt_decoder_norms=features)
             decoder = (FeaturePromptDecoder if features else PromptDecoder)(exported).eval()
-            converter = litert_torch.signature(DECODER_SIGNATURES[0], decoder, sample_kwargs=decoder_sample_inputs(
-                size, 1, config.num_points, features))
-            converter.signature(DECODER_SIGNATURES[1], decoder, sample_kwargs=decoder_sample_inputs(
+            converter = litert_torch
+            for tokens in token_counts(config):
+                converter = converter.signature(token_signature(tokens), decoder,
+                                                sample_kwargs=decoder_sample_inputs(size, 1, tokens, features))
+            converter.signature(BATCH_SIGNATURE, decoder, sample_kwargs=decoder_sample_inputs(
                 size, config.everything_batch, EVERYTHING_POINTS, features))
             _float_exports[(*key, DECODER_FILE, features)] = _export(converter.convert(), Path(tmp) / DECODER_FILE)
     return _float_exports[(*key, ENCODER_FILE)], _float_exports[(*key, DECODER_FILE, features)]
@@ -252,7 +259,7 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
     progress("calibrating the decoder")
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
-    decode = _float_runner(decoder, DECODER_SIGNATURES[0])
+    decoders = {signature: _float_runner(decoder, signature) for signature in decoder_signatures(config)}
     gaussian = gaussian_matrix(model)
 
     def with_features(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -260,10 +267,10 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
         return {**{k: v for k, v in sample.items() if k != "point_coords"}, POINT_FEATURES: features}
 
     samples = decoder_samples(images, embeddings, config, size,
-                              lambda s: decode(**with_features(s))[DECODER_OUTPUTS[0]])
+                              lambda signature, s: decoders[signature](**with_features(s))[DECODER_OUTPUTS[0]])
     samples = {signature: [with_features(s) for s in listed] for signature, listed in samples.items()}
     ranges = input_ranges(decoder, samples)
-    for signature in DECODER_SIGNATURES:
+    for signature in decoder_signatures(config):
         inputs = _signature_details(decoder, signature)["inputs"]
         ranges.update({inputs["point_labels"]["tensor"]: LABEL_RANGES[bits],
                        inputs["has_mask_input"]["tensor"]: HAS_MASK_RANGE})
@@ -352,7 +359,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                         **({"float_ops": accelerators.float_ops(work_dir / ENCODER_FILE)}
                            if config.precision == "int8-xnnpack" else {})),
         artifact_record(work_dir, DECODER_FILE, "decoder",
-                        signatures={s: _signature_details(decoder, s) for s in DECODER_SIGNATURES},
+                        signatures={s: _signature_details(decoder, s) for s in decoder_signatures(config)},
                         gpu_delegate_compatible=gpu_ok[DECODER_FILE],
                         float_ops=accelerators.float_ops(work_dir / DECODER_FILE)),
         artifact_record(work_dir, GPU_REPORT_FILE, "gpu_compatibility_report"),
@@ -363,14 +370,14 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 (float, or "
                        "int8 / int16 with the listed scale / zero point for w8a8, int8-xnnpack / w8a16); pad "
                        "bottom/right with pixel_mean; normalisation happens inside the model"},
-        decoder={"signatures": {"decode": f"1 prompt x {config.num_points} points",
-                                "decode_batch": f"{config.everything_batch} prompts x {EVERYTHING_POINTS} points "
-                                "(point + padding), one shared image embedding"},
+        decoder={"signatures": {**{token_signature(t): f"1 prompt of exactly {t} tokens" for t in token_counts(config)},
+                                BATCH_SIGNATURE: f"{config.everything_batch} prompts x {EVERYTHING_POINTS} tokens "
+                                "(point + padding point), one shared image embedding"},
                  "outputs": list(DECODER_OUTPUTS),
                  **({POINT_FEATURES: {"replaces": "point_coords", "gaussian_matrix": gaussian_matrix(model).tolist(),
                                       "formula": POINT_FEATURES_FORMULA}}
                     if config.precision in ACTIVATION_BITS else {})},
-        num_points=config.num_points, everything_batch=config.everything_batch,
+        prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
         **({"ptq_scales": {"file": Path(config.scales).name, "sha256": path_sha256(Path(config.scales)),
                            "method": scales.method, "entries": len(scales.ops), **report.summary()}}
            if report is not None else {}),

@@ -51,7 +51,7 @@ def fake_artifacts(root: Path, target: str = "tflite", checkpoint: str = "0" * 6
     (root / "decoder.pkg" / "Data" / "weight.bin").write_bytes(b"decoder weights")
     records = [artifact_record(root, "encoder.bin", "encoder"), artifact_record(root, "decoder.pkg", "decoder")]
     manifest = write_manifest(root, target=target, precision="fp32", checkpoint_sha256=checkpoint, img_size=1024,
-                              artifacts=records, num_points=5, everything_batch=4)
+                              artifacts=records, prompt_tokens={"min": 1, "max": 5}, everything_batch=4)
     if edits:
         import json
 
@@ -180,8 +180,8 @@ CASES = {
     "convert/unknown-target": (["convert", "-t", "tensorrt", "--out", "{out}/a"], ["unknown target 'tensorrt'"]),
     "convert/unknown-precision": (["convert", "-t", "onnx", "--precision", "int4", "--out", "{out}/a"],
                                   ["unknown precision 'int4' for onnx"]),
-    "convert/too-few-points": (["convert", "-t", "onnx", "--num-points", "2", "--out", "{out}/a"],
-                               ["--num-points must be at least 3"]),
+    "convert/too-few-tokens": (["convert", "-t", "onnx", "--max-tokens", "2", "--out", "{out}/a"],
+                               ["--max-tokens must be at least 3"]),
     "convert/scales-missing": (["convert", "-t", "tflite", "--precision", "w8a8", "--scales", "{missing}.safetensors",
                                 "--out", "{out}/a"], ["--scales", "does not exist"]),
     "convert/calibration-images-missing": (["convert", "-t", "tflite", "--precision", "w8a8", "--calibration-images",

@@ -14,6 +14,7 @@ import torch
 
 from tinysam_mobile.checkpoint import SEEDED_WEIGHTS_SEED, seeded_model
 from tinysam_mobile.converters.manifest import load_manifest
+from tinysam_mobile.errors import PromptError
 from tinysam_mobile.modeling import TinySamConfig
 from tinysam_mobile.utils.transforms import PIXEL_MEAN, PIXEL_STD
 
@@ -70,7 +71,7 @@ def full_model():
 
 EXPECTED_IO = {
     "encoder.mlpackage": ({"image": [1, 3, 1024, 1024]}, {"image_embeddings": [1, 256, 64, 64]}),
-    "decoder.mlpackage": ({"image_embeddings": [1, 256, 64, 64], "point_coords": [1, 8, 2], "point_labels": [1, 8],
+    "decoder.mlpackage": ({"image_embeddings": [1, 256, 64, 64], "point_coords": [1, 10, 2], "point_labels": [1, 10],
                            "mask_input": [1, 1, 256, 256], "has_mask_input": [1]},
                           {"low_res_masks": [1, 3, 256, 256], "iou_predictions": [1, 3]}),
     "decoder_batch.mlpackage": (
@@ -91,8 +92,17 @@ def shape_of(feature):
 def test_fp16_package_contract(coreml_fp16_dir, file):
     spec = ct.models.MLModel(str(coreml_fp16_dir / file), skip_model_load=True).get_spec()
     assert spec.WhichOneof("Type") == "mlProgram"
-    assert spec.specificationVersion == IOS17_SPEC
+    # the interactive decoder's two enumerated-shape inputs need iOS 18
+    assert spec.specificationVersion == (IOS18_SPEC if file == "decoder.mlpackage" else IOS17_SPEC)
     inputs, outputs = EXPECTED_IO[file]
+    flexible = {f.name: sorted(list(shape.shape) for shape in f.type.multiArrayType.enumeratedShapes.shapes)
+                for f in spec.description.input if f.type.WhichOneof("Type") == "multiArrayType"
+                and f.type.multiArrayType.WhichOneof("ShapeFlexibility") == "enumeratedShapes"}
+    if file == "decoder.mlpackage":  # every prompt-token count, exactly: 1 (an empty point list) to 10
+        assert flexible == {"point_coords": [[1, t, 2] for t in range(1, 11)],
+                            "point_labels": [[1, t] for t in range(1, 11)]}
+    else:
+        assert flexible == {}
     assert {f.name: shape_of(f) for f in spec.description.input} == inputs
     assert {f.name: shape_of(f) for f in spec.description.output} == outputs
     for feature in list(spec.description.input) + list(spec.description.output):
@@ -121,7 +131,7 @@ def test_manifest_describes_packages(coreml_fp16_dir):
     assert manifest["target"] == "coreml" and manifest["precision"] == "fp16"
     assert {a["role"]: a["file"] for a in manifest["artifacts"]} == {
         "encoder": "encoder.mlpackage", "decoder": "decoder.mlpackage", "decoder_batch": "decoder_batch.mlpackage"}
-    assert manifest["num_points"] == 8 and manifest["everything_batch"] == COREML_TEST_BATCH
+    assert manifest["prompt_tokens"] == {"min": 1, "max": 10} and manifest["everything_batch"] == COREML_TEST_BATCH
     image_input = manifest["coreml"]["image_input"]
     # the pad colour normalises to (nearly) SAM's zero padding
     assert np.all(np.abs((np.array(image_input["pad_color_rgb"]) - PIXEL_MEAN) / PIXEL_STD) < 0.01)
@@ -163,11 +173,30 @@ def torch_layer_name(weight_name, layers):
     return names[0]
 
 
+# The int8 weight op of each deployment target: iOS17's affine dequantize (encoder, batched decoder), iOS18's
+# blockwise shift-scale (the interactive decoder, iOS18 for its enumerated token shapes).
+INT8_WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
+
+
+def int8_weight(op):
+    """(stored codes, scale per output channel, its axis) of either INT8_WEIGHT_OPS, checking no offset."""
+    if op.op_type == "constexpr_affine_dequantize":
+        assert not np.any(op.zero_point.val)
+        return op.quantized_data.val, op.scale.val.astype(np.float32).ravel(), int(op.axis.val)
+    assert op.inputs.get("offset") is None or not np.any(op.offset.val)
+    scale = op.scale.val.astype(np.float32)
+    axis = int(np.argmax(scale.shape)) if max(scale.shape) > 1 else 0
+    return op.data.val, scale.ravel(), axis
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("file", ["encoder.mlpackage", "decoder.mlpackage"])
-def test_int8_package_holds_exactly_the_max_abs_grid(coreml_int8_dir, full_model, file):
+@pytest.mark.parametrize("file, op_type", [("encoder.mlpackage", INT8_WEIGHT_OPS[0]),
+                                           ("decoder.mlpackage", INT8_WEIGHT_OPS[1])])
+def test_int8_package_holds_exactly_the_max_abs_grid(coreml_int8_dir, full_model, file, op_type):
     layers = folded_layers(full_model)
-    dequantize_ops = [op for op in ops_of(program_of(coreml_int8_dir / file), "constexpr_affine_dequantize")
+    program = program_of(coreml_int8_dir / file)
+    assert not ops_of(program, next(t for t in INT8_WEIGHT_OPS if t != op_type))
+    dequantize_ops = [op for op in ops_of(program, op_type)
                       if op.outputs[0].name.startswith("p_")]  # layer weights; the rest are folded constants
     def max_abs_codes(name):
         weight, factor, axis = layers[name]
@@ -183,12 +212,12 @@ def test_int8_package_holds_exactly_the_max_abs_grid(coreml_int8_dir, full_model
     for name, op in used.items():
         _, _, axis = layers[name]
         codes, scale = max_abs_codes(name)
-        stored = op.quantized_data.val
+        stored, stored_scale, stored_axis = int8_weight(op)
         assert stored.dtype in (np.int8, np.uint8)
         np.testing.assert_array_equal(stored.astype(np.int32), codes.numpy().astype(np.int32))
-        assert int(op.axis.val) == axis and not np.any(op.zero_point.val)
+        assert stored_axis == axis or stored_scale.size == 1
         live = codes.abs().amax(dim=[d for d in range(codes.ndim) if d != axis]) > 0
-        np.testing.assert_allclose(op.scale.val.astype(np.float32)[live.numpy()], scale[live].numpy(), rtol=1e-3)
+        np.testing.assert_allclose(stored_scale[live.numpy()], scale[live].numpy(), rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -311,17 +340,18 @@ def write_scales(path, model, checkpoint_sha256):
 
 @pytest.fixture(scope="module")
 def w8a8_decoder(tmp_path_factory, small_model):
-    """The interactive decoder of the 256 model converted as w8a8 from a hand-made scales file."""
+    """The interactive decoder of the 256 model converted as w8a8 from a hand-made scales file, as shipped
+    (enumerated token shapes, iOS 18)."""
     from tinysam_mobile.converters import coreml, coreml_compression
-    from tinysam_mobile.converters.config import ConvertConfig
+    from tinysam_mobile.converters.config import ConvertConfig, token_counts
 
     path = tmp_path_factory.mktemp("scales") / "scales.safetensors"
     ops = write_scales(path, small_model, "test-sha")
-    config = ConvertConfig(target="coreml", precision="w8a8", num_points=4, scales=path)
+    config = ConvertConfig(target="coreml", precision="w8a8", max_tokens=4, scales=path)
     plan = coreml_compression.plan_for(small_model, config, "test-sha")
     samples = coreml.example_inputs(small_model, config)["decoder"]
     mlmodel = coreml.convert_part(ct, coreml.Decoder(plan.model), samples,
-                                  ["low_res_masks", "iou_predictions"], "w8a8", "fp16")
+                                  ["low_res_masks", "iou_predictions"], "w8a8", "fp16", token_counts(config))
     mlmodel, report = coreml_compression.compress(plan, mlmodel, "decoder")
     return program_of_model(mlmodel), ops, report
 
@@ -329,7 +359,7 @@ def w8a8_decoder(tmp_path_factory, small_model):
 def test_scales_file_weights_are_carried_exactly(w8a8_decoder, small_model):
     program, ops, _ = w8a8_decoder
     layers = folded_layers(small_model)
-    by_layer = {torch_layer_name(op.outputs[0].name, layers): op for op in ops_of(program, "constexpr_affine_dequantize")
+    by_layer = {torch_layer_name(op.outputs[0].name, layers): op for op in program_ops(program, INT8_WEIGHT_OPS)
                 if op.outputs[0].name.startswith("p_")}
     assert set(ops) <= set(by_layer)
     clipped = 0
@@ -337,14 +367,15 @@ def test_scales_file_weights_are_carried_exactly(w8a8_decoder, small_model):
         weight, factor, axis = layers[name]
         scale = op_scales.quantizers["weight"].scale.flatten().expand(weight.shape[axis])
         codes, _ = expected_codes(weight, scale, factor, axis)
-        np.testing.assert_array_equal(by_layer[name].quantized_data.val.astype(np.int32), codes.numpy())
+        np.testing.assert_array_equal(int8_weight(by_layer[name])[0].astype(np.int32), codes.numpy())
         clipped += int((codes == -128).sum() + (codes == 127).sum())
     assert clipped > 0  # the tight layer-wise scales do clip: the -128..127 grid is exercised
 
 
 def test_w8a8_quantizes_activations_with_the_file_ranges(w8a8_decoder):
     program, ops, _ = w8a8_decoder
-    linears = [op for op in ops_of(program, "linear") if op.weight.op.op_type == "constexpr_affine_dequantize"]
+    linears = [op for op in ops_of(program, "linear") if op.weight.op.op_type in INT8_WEIGHT_OPS]
+    assert linears
     fed_by_dequantize = [op for op in linears if op.x.op is not None and op.x.op.op_type == "dequantize"]
     assert len(fed_by_dequantize) == len(linears)
     # the file's range is [-128 s, 127 s] with s in {0.01 .. 0.05}: symmetric int8 scale 128 s / 127
@@ -377,6 +408,23 @@ class TwoLayers(torch.nn.Module):
 
     def forward(self, x):
         return self.up(self.proj(x).permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("flexible, flagged", [("enumerated", False), ("range", True)])
+def test_inspect_flags_ranged_token_axes_not_enumerated_ones(flexible, flagged):
+    """Apple: each enumerated shape can run on the Neural Engine, a ranged input only at its default shape."""
+    from tinysam_mobile.converters.inspection import neural_engine_risks
+
+    module = torch.nn.Linear(8, 8).eval()
+    tokens = torch.export.Dim("tokens", min=1, max=6)
+    exported = torch.export.export(module, (torch.randn(1, 6, 8),), dynamic_shapes=({1: tokens},))
+    shape = (ct.EnumeratedShapes(shapes=[(1, t, 8) for t in range(1, 7)], default=(1, 6, 8)) if flexible == "enumerated"
+             else ct.Shape((1, ct.RangeDim(1, 6, default=6), 8)))
+    mlmodel = ct.convert(exported.run_decompositions({}), inputs=[ct.TensorType(name="x", shape=shape)],
+                         convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17)
+    risks = neural_engine_risks(mlmodel.get_spec())
+    assert any("ranged shape" in risk for risk in risks) == flagged, risks
+    assert any("dynamic shapes" in risk for risk in risks) == flagged, risks
 
 
 def test_palettized_layers_report_reconstruction_error():
@@ -423,8 +471,8 @@ def test_inspect_reports_int8_weights(coreml_int8_dir):
     result = run_cli("inspect", coreml_int8_dir / "decoder.mlpackage", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert report["deployment_target"] == "iOS17"
-    assert report["op_histogram"]["constexpr_affine_dequantize"] == len(report["compressed_weights"])
+    assert report["deployment_target"] == "iOS18"  # the enumerated token shapes
+    assert report["op_histogram"]["constexpr_blockwise_shift_scale"] == len(report["compressed_weights"])
     layer_weights = [w for w in report["compressed_weights"] if w["weight"].startswith("p_")]
     assert len(layer_weights) > 40 and {(w["bits"], w["granularity"]) for w in layer_weights} == {(8, "per_channel")}
     assert all(w["weight"].startswith("p_") for w in report["compressed_weights"])  # PE tables stay float16
@@ -432,28 +480,38 @@ def test_inspect_reports_int8_weights(coreml_int8_dir):
     assert report["weight_report"] and all(r["relative_rms_error"] < 0.01 for r in report["weight_report"])
     text = run_cli("inspect", coreml_int8_dir / "encoder.mlpackage")
     assert text.returncode == 0 and "constexpr_affine_dequantize" in text.stdout and "image" in text.stdout
+    assert run_cli("inspect", coreml_int8_dir / "decoder_batch.mlpackage", "--json").stdout.count("iOS17")
 
 
 @pytest.mark.slow
 def test_runner_decoder_matches_torch_through_the_mil_interpreter(coreml_fp16_dir, full_model):
-    """On Linux the runner executes the package with tinysam_mobile.mil (issue 7)."""
+    """On Linux the runner executes the package with tinysam_mobile.mil (issue 7), at each prompt's own
+    token count (the enumerated shapes), with and without a mask prompt."""
     from tinysam_mobile.runners.coreml_runner import CoreMLRunner
 
     runner = CoreMLRunner(coreml_fp16_dir, interpreter=True)
+    assert (runner.min_tokens, runner.max_tokens) == (1, 10)
     rng = np.random.default_rng(0)
     embedding = rng.normal(size=(1, 256, 64, 64)).astype(np.float32)
-    coords = (rng.random((3, 8, 2)) * 1024).astype(np.float32)
-    labels = np.array([[1, 0, -1, -1, -1, -1, -1, -1], [1, 2, 3, -1, -1, -1, -1, -1], [1] * 8], np.float32)
-    masks = rng.normal(size=(3, 1, 256, 256)).astype(np.float32)
-    has_mask = np.array([0, 1, 0], np.float32)
-    got_logits, got_iou = runner.decode(embedding, coords, labels, masks, has_mask)
-    with torch.inference_mode():
-        want_logits, want_iou = full_model.decode(*map(torch.from_numpy, (embedding, coords, labels, masks, has_mask)))
-    agreement = ((got_logits > 0) == (want_logits.numpy() > 0)).mean()
-    assert agreement > 0.99, agreement
-    np.testing.assert_allclose(got_iou, want_iou.numpy(), atol=0.05)
+    prompts = {1: [-1], 3: [1, 0, -1], 4: [1, 1, 2, 3], 10: [1, 0] * 4 + [2, 3]}
+    for has_mask, (tokens, token_labels) in enumerate(prompts.items()):
+        coords = (rng.random((1, tokens, 2)) * 1024).astype(np.float32)
+        coords[0, np.array(token_labels) == -1] = 0
+        labels = np.array([token_labels], np.float32)
+        masks = rng.normal(size=(1, 1, 256, 256)).astype(np.float32)
+        flag = np.array([has_mask % 2], np.float32)
+        got_logits, got_iou = runner.decode(embedding, coords, labels, masks, flag)
+        with torch.inference_mode():
+            want_logits, want_iou = full_model.decode(*map(torch.from_numpy, (embedding, coords, labels, masks, flag)))
+        agreement = ((got_logits > 0) == (want_logits.numpy() > 0)).mean()
+        assert agreement > 0.99, (tokens, agreement)
+        np.testing.assert_allclose(got_iou, want_iou.numpy(), atol=0.05)
+    with pytest.raises(PromptError, match="11 tokens"):
+        runner.decode(embedding, np.zeros((1, 11, 2), np.float32), np.ones((1, 11), np.float32),
+                      np.zeros((1, 1, 256, 256), np.float32), np.zeros(1, np.float32))
 
 
+@pytest.mark.slow
 def test_bad_arguments_give_one_line_errors(tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(run_cli("convert", "--target", "coreml", "--precision", "int4", "-o", out), "int4")
@@ -481,8 +539,7 @@ def test_macos_mask_iou_against_torch(request, fixture, threshold, full_model, p
     from tinysam_mobile.runners.coreml_runner import CoreMLRunner
 
     runner = CoreMLRunner(request.getfixturevalue(fixture), interpreter=False)
-    torch_runner = TorchRunner(full_model)
-    torch_runner.num_points = runner.num_points  # the same padded prompts on both sides
+    torch_runner = TorchRunner(full_model)  # the user's reference: exactly the prompt's tokens on both sides
     coreml, reference = TinySamPredictor(runner), TinySamPredictor(torch_runner)
     ious = []
     for predictor in (coreml, reference):

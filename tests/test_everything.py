@@ -38,10 +38,10 @@ class ScriptedRunner:
     img_size = SIDE
     batch_size = 64
 
-    def __init__(self, labels: np.ndarray, iou=(0.95, 0.5, 0.2), num_points=None, empty=False):
+    def __init__(self, labels: np.ndarray, iou=(0.95, 0.5, 0.2), max_tokens=None, empty=False):
         self.low_res_labels = labels[1::4, 1::4]  # regions are aligned to 4-pixel blocks
         self.iou = np.array(iou, np.float32)
-        self.num_points = num_points
+        self.min_tokens, self.max_tokens = 1, max_tokens
         self.empty = empty
         self.coords, self.labels = [], []
 
@@ -157,13 +157,14 @@ def test_no_confident_mask_gives_no_records(generator):
     assert generator(low_iou).generate(blank_image()) == []
 
 
-def test_fixed_point_count_decoder_gets_padded_prompts():
-    runner = ScriptedRunner(rectangles_scene(), num_points=5)
+def test_every_everything_prompt_is_the_point_and_one_padding_point():
+    """As SAM's predictor builds a single click, whatever the decoder's token limit: no further padding."""
+    runner = ScriptedRunner(rectangles_scene(), max_tokens=5)
     records = TinySamHierarchicalMaskGenerator(runner, points_per_batch=32).generate(blank_image())
     assert len(records) == 5
     for coords, labels in zip(runner.coords, runner.labels):
-        assert coords.shape[1:] == (5, 2) and len(coords) <= 32
-        assert (labels[:, 0] == 1).all() and (labels[:, 1:] == -1).all() and (coords[:, 1:] == 0).all()
+        assert coords.shape[1:] == (2, 2) and len(coords) <= 32
+        assert (labels[:, 0] == 1).all() and (labels[:, 1] == -1).all() and (coords[:, 1] == 0).all()
 
 
 def test_coco_rle_output_and_small_region_removal():
@@ -263,7 +264,8 @@ class PlainRunner:
     """TorchRunner behind the bare Runner interface (no decode_filtered): the straightforward path."""
 
     def __init__(self, runner):
-        self.runner, self.name, self.img_size, self.num_points = runner, "plain", runner.img_size, None
+        self.runner, self.name, self.img_size = runner, "plain", runner.img_size
+        self.min_tokens, self.max_tokens = 1, None
         self.batch_size = runner.batch_size
 
     def encode(self, image):

@@ -48,7 +48,7 @@ def test_golden_files_round_trip(golden_dir):
                                           "image_read"}
     assert ["predict", "predict_landscape_box_1024.bin"] in rows
     tensors = read_tensors(golden_dir / "predict_landscape_box_1024.bin")
-    assert tensors["decoder_labels"].tolist() == [[2, 3, -1, -1, -1, -1, -1, -1]]
+    assert tensors["decoder_labels"].tolist() == [[2, 3]]  # exactly the box corners: nothing padded
     assert tensors["masks"].shape == (3, 300, 451) and tensors["low_res_logits"].shape == (1, 3, 256, 256)
     assert "points" not in tensors  # a prompt given as None has no tensor
     assert read_tensors(golden_dir / "predict_empty_points_no_box_1024.bin")["points"].shape == (0, 2)

@@ -11,13 +11,9 @@ import pytest
 import torch
 
 from tinysam_mobile.mil import MilProgram
-from tinysam_mobile.utils.prompts import pad_points
 from tinysam_mobile.utils.transforms import PIXEL_MEAN, PIXEL_STD, preprocess
 
 pytestmark = pytest.mark.slow
-
-NUM_POINTS = 8  # the interactive decoder of the fixtures (ConvertConfig default)
-
 
 @pytest.fixture(scope="module")
 def full_model():
@@ -42,8 +38,8 @@ def torch_embedding(full_model, photo_input):
 
 
 def prompts(size, seed=0):
-    """Padded (coords, labels): single points, a positive with a negative, boxes, a box with a point,
-    all inside the resized photo."""
+    """Exact (coords, labels), as the predictor builds them (2, 3, 2 and 3 tokens, the decoder's enumerated
+    shapes): single points, a positive with a negative, boxes, a box with a point, inside the resized photo."""
     rng = np.random.default_rng(seed)
     h, w = size
     out = []
@@ -52,7 +48,7 @@ def prompts(size, seed=0):
         box = np.sort([a, b], axis=0)
         coords, labels = {"point": ([a, (0, 0)], [1, -1]), "two": ([a, b, (0, 0)], [1, 0, -1]),
                           "box": (box, [2, 3]), "box+point": ([box.mean(0), *box], [1, 2, 3])}[kind]
-        out.append(pad_points(np.asarray(coords, np.float32), np.asarray(labels, np.float32), NUM_POINTS))
+        out.append((np.asarray(coords, np.float32), np.asarray(labels, np.float32)))
     return out
 
 

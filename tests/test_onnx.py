@@ -23,6 +23,7 @@ def test_manifest_declares_dynamic_axes(onnx_fp32_dir):
     coords = decoder["inputs"]["point_coords"]["shape"]
     assert isinstance(coords[0], str) and isinstance(coords[1], str) and coords[2] == 2
     assert manifest["artifacts"][0]["inputs"]["image"]["shape"] == [1, 256, 256, 3]
+    assert manifest["prompt_tokens"] == {"min": 1, "max": 64}
 
 
 @pytest.mark.parametrize("prompts,points", [(1, 2), (5, 2), (3, 7)])

@@ -1,4 +1,4 @@
-"""User prompts -> the decoder's fixed point contract."""
+"""User prompts -> the decoder's tokens: exactly SAM's predictor's, never padded further."""
 
 import numpy as np
 import pytest
@@ -24,11 +24,23 @@ def test_box_corners_follow_points_and_replace_the_pad():
     np.testing.assert_allclose(coords[0, 1:], [[1 * SX, 2 * SY], [300 * SX, 200 * SY]], rtol=1e-6)
 
 
-def test_fixed_point_count_padding_and_overflow():
-    coords, labels = encode_prompts(None, None, np.array([0.0, 0.0, 10.0, 10.0]), SIZE, 1024, num_points=5)
-    assert labels.tolist() == [[2.0, 3.0, -1.0, -1.0, -1.0]] and coords.shape == (1, 5, 2)
-    with pytest.raises(PromptError, match="exceed"):
-        encode_prompts(np.zeros((4, 2)), np.ones(4), np.array([0.0, 0.0, 10.0, 10.0]), SIZE, 1024, num_points=5)
+def test_a_decoders_token_limit_refuses_more_and_pads_nothing():
+    coords, labels = encode_prompts(None, None, np.array([0.0, 0.0, 10.0, 10.0]), SIZE, 1024, max_tokens=5)
+    assert labels.tolist() == [[2.0, 3.0]] and coords.shape == (1, 2, 2)
+    coords, labels = encode_prompts(np.zeros((3, 2)), np.ones(3), np.array([0.0, 0.0, 10.0, 10.0]), SIZE, 1024,
+                                    max_tokens=5)
+    assert labels.tolist() == [[1.0, 1.0, 1.0, 2.0, 3.0]]
+    with pytest.raises(PromptError, match="6 prompt tokens .* exceed the decoder's 5"):
+        encode_prompts(np.zeros((4, 2)), np.ones(4), np.array([0.0, 0.0, 10.0, 10.0]), SIZE, 1024, max_tokens=5)
+
+
+def test_prompt_shapes_cover_every_token_count_once_per_box_choice():
+    from tinysam_mobile.utils.prompts import prompt_shapes, token_count
+
+    shapes = prompt_shapes(10)
+    assert len(shapes) == len(set(shapes)) == 19
+    assert sorted({token_count(k, box) for k, box in shapes}) == list(range(1, 11))
+    assert max(token_count(k, box) for k, box in shapes) == 10
 
 
 @pytest.mark.parametrize("points, labels, box, message", [

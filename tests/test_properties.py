@@ -28,7 +28,7 @@ unit = st.floats(0, 1, allow_nan=False)
 
 @st.composite
 def valid_prompts(draw, sizes=image_sizes):
-    """(size, target, points (N, 2) or None, labels or None, box or None, num_points or None), all inside the image."""
+    """(size, target, points (N, 2) or None, labels or None, box or None, max_tokens or None), all inside the image."""
     h, w = draw(sizes)
     target = draw(TARGETS)
     n = draw(st.integers(0, 6))
@@ -42,18 +42,18 @@ def valid_prompts(draw, sizes=image_sizes):
         box = np.array([xs[0] * w, ys[0] * h, xs[1] * w, ys[1] * h])
         assume(box[0] < box[2] and box[1] < box[3])  # distinct fractions can round to equal pixels
     used = (0 if points is None else n) + (2 if box is not None else 1)
-    num_points = draw(st.one_of(st.none(), st.integers(used, used + 4)))
-    return (h, w), target, points, labels, box, num_points
+    max_tokens = draw(st.one_of(st.none(), st.integers(used, used + 4)))
+    return (h, w), target, points, labels, box, max_tokens
 
 
 @SETTINGS
 @given(valid_prompts())
 def test_valid_prompts_land_inside_the_resized_frame(prompts):
-    size, target, points, labels, box, num_points = prompts
-    coords, codes = encode_prompts(points, labels, box, size, target, num_points)
+    size, target, points, labels, box, max_tokens = prompts
+    coords, codes = encode_prompts(points, labels, box, size, target, max_tokens)
     new_h, new_w = resized_shape(*size, target)
     n = 0 if points is None else len(points)
-    expected = (n + (2 if box is not None else 1)) if num_points is None else num_points
+    expected = n + (2 if box is not None else 1)  # exactly SAM's tokens, whatever the limit
     assert coords.shape == (1, expected, 2) and codes.shape == (1, expected)
     assert coords.dtype == np.float32 and codes.dtype == np.float32
     tolerance = 1e-4 * target  # float32 rounding of x * (new / old)
@@ -61,7 +61,7 @@ def test_valid_prompts_land_inside_the_resized_frame(prompts):
     assert np.all(coords[0, :, 1] <= new_h + tolerance) and np.all(coords <= target + tolerance)
     real = [1.0 if label else 0.0 for label in (labels if labels is not None else [])]
     tail = [2.0, 3.0] if box is not None else [-1.0]
-    assert codes[0].tolist() == real + tail + [-1.0] * (expected - len(real) - len(tail))
+    assert codes[0].tolist() == real + tail
     assert np.all(coords[0, codes[0] == -1] == 0)
 
 
@@ -75,11 +75,11 @@ finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=32)
        labels=st.one_of(st.none(), hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=2, max_side=4),
                                               elements=st.sampled_from([0.0, 1.0, 2.0, -1.0, 0.5, np.nan]))),
        box=st.one_of(st.none(), hnp.arrays(np.float64, st.integers(0, 6), elements=finite_or_not)),
-       num_points=st.one_of(st.none(), st.integers(0, 8)))
+       max_tokens=st.one_of(st.none(), st.integers(0, 8)))
 def test_any_prompt_is_encoded_inside_the_frame_or_refused_with_a_prompt_error(size, target, points, labels, box,
-                                                                              num_points):
+                                                                              max_tokens):
     try:
-        coords, codes = encode_prompts(points, labels, box, size, target, num_points)
+        coords, codes = encode_prompts(points, labels, box, size, target, max_tokens)
     except PromptError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
@@ -165,7 +165,7 @@ def artifacts(tmp_path_factory) -> Path:
     (root / "decoder.mlpackage" / "Data" / "weight.bin").write_bytes(b"decoder weights")
     records = [artifact_record(root, "encoder.tflite", "encoder"), artifact_record(root, "decoder.mlpackage", "decoder")]
     write_manifest(root, target="coreml", precision="fp16", checkpoint_sha256="ab" * 32, img_size=1024,
-                   artifacts=records, num_points=5, everything_batch=64)
+                   artifacts=records, prompt_tokens={"min": 1, "max": 5}, everything_batch=64)
     load_manifest(root)  # the uncorrupted manifest loads
     return root
 
@@ -210,7 +210,7 @@ JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**40), st.flo
                         st.text(max_size=300), st.lists(st.integers(), max_size=2),
                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 FIELDS = ["format_version", "target", "precision", "checkpoint_sha256", "artifacts", "preprocessing",
-          "preprocessing.input_size", "num_points", "everything_batch", "artifacts.0", "artifacts.0.file",
+          "preprocessing.input_size", "prompt_tokens", "prompt_tokens.max", "everything_batch", "artifacts.0", "artifacts.0.file",
           "artifacts.1.file", "artifacts.0.sha256", "artifacts.1.size_bytes", "artifacts.0.role"]
 
 
@@ -234,9 +234,9 @@ def test_field_corruptions_of_the_manifest_are_refused_cleanly(artifacts, tmp_pa
         assert "\n" not in str(exc)
         return
     # accepted: only a change a reader cannot notice (a descriptive string, an optional count, the same value)
-    assert not delete or last in ("num_points", "everything_batch")
+    assert not delete or last in ("prompt_tokens", "everything_batch")  # optional: ONNX-style readers need neither
     assert delete or value == before or last in ("target", "precision", "checkpoint_sha256", "role",
-                                                 "num_points", "everything_batch", "input_size")
+                                                 "prompt_tokens", "max", "everything_batch", "input_size")
     for record in loaded["artifacts"]:
         assert isinstance(record["file"], str) and isinstance(record["size_bytes"], int)
     assert isinstance(loaded["preprocessing"]["input_size"], int)

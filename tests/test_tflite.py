@@ -35,8 +35,11 @@ def test_fp32_contract_in_manifest(tflite_fp32_dir):
     encoder, decoder = manifest["artifacts"][0], manifest["artifacts"][1]
     image = encoder["signatures"]["encode"]["inputs"]["image"]
     assert image["shape"] == [1, 1024, 1024, 3] and image["dtype"] == "float32"
-    decode, batch = decoder["signatures"]["decode"], decoder["signatures"]["decode_batch"]
-    assert decode["inputs"]["point_coords"]["shape"] == [1, 8, 2]
+    assert manifest["prompt_tokens"] == {"min": 1, "max": 10}
+    assert set(decoder["signatures"]) == {f"decode_tokens_{t}" for t in range(1, 11)} | {"decode_batch"}
+    for tokens in range(1, 11):  # one signature per exact prompt length
+        assert decoder["signatures"][f"decode_tokens_{tokens}"]["inputs"]["point_coords"]["shape"] == [1, tokens, 2]
+    decode, batch = decoder["signatures"]["decode_tokens_3"], decoder["signatures"]["decode_batch"]
     assert batch["inputs"]["point_coords"]["shape"] == [TFLITE_TEST_BATCH, 2, 2]
     assert batch["inputs"]["image_embeddings"]["shape"] == [1, 256, 64, 64]
     assert set(decode["outputs"]) == {"low_res_masks", "iou_predictions"}
@@ -44,15 +47,20 @@ def test_fp32_contract_in_manifest(tflite_fp32_dir):
 
 
 def test_fp32_parity(tflite_fp32_dir, reference, parity_images):
+    """Against TinySamPredictor on PyTorch as a user calls it, for every prompt-token count: a decoder
+    that padded prompts (the single 8-slot 'decode' this replaced) missed this on 1-click prompts."""
     figures = measure_parity(LiteRTRunner(tflite_fp32_dir), reference, parity_images, ParityConfig(prompts_per_image=6))
     assert figures["embedding_cosine"]["min"] > 0.9999
     assert figures["mask_iou"]["mean"] >= THRESHOLDS["fp32"]
+    assert sorted(figures["mask_iou_by_tokens"]) == list(range(1, 11))
+    for tokens, ious in figures["mask_iou_by_tokens"].items():
+        assert ious["mean"] >= THRESHOLDS["fp32"], tokens
     assert figures["iou_prediction_abs_error"]["max"] < 1e-3
 
 
 def test_batched_decoder_matches_pytorch(tflite_fp32_dir, reference):
-    """Everything mode: single-point prompts go through 'decode_batch' in padded batches of the
-    signature's size, each padded to 2 points as the reference sees them."""
+    """Everything mode: single-point prompts (the point and its padding point) go through 'decode_batch'
+    in batches of the signature's size, the last one filled up."""
     runner = LiteRTRunner(tflite_fp32_dir)
     rng = np.random.default_rng(1)
     embedding = rng.standard_normal((1, 256, 64, 64)).astype(np.float32)
@@ -61,7 +69,7 @@ def test_batched_decoder_matches_pytorch(tflite_fp32_dir, reference):
     coords[:, 0] = rng.random((count, 2)) * 1024
     labels = np.tile(np.array([[1.0, -1.0]], np.float32), (count, 1))
     masks, flags = np.zeros((count, 1, 256, 256), np.float32), np.zeros(count, np.float32)
-    logits, iou = runner.decode(embedding, coords[:, :1], labels[:, :1], masks, flags)
+    logits, iou = runner.decode(embedding, coords, labels, masks, flags)
     want_logits, want_iou = reference.decode(embedding, coords, labels, masks, flags)
     assert logits.shape == (count, 3, 256, 256) and iou.shape == (count, 3)
     np.testing.assert_allclose(logits, want_logits, atol=2e-3)
@@ -84,7 +92,7 @@ def test_w8a8_is_integer_only_with_exact_pixel_input(tflite_w8a8_dir, reference)
     assert image["dtype"] == "int8" and image["quantization"] == {"scale": 1.0, "zero_point": -128}
     for name in ("encoder.tflite", "decoder.tflite"):
         assert accelerators.float_ops(tflite_w8a8_dir / name) == {}
-    decode = manifest["artifacts"][1]["signatures"]["decode"]
+    decode = manifest["artifacts"][1]["signatures"]["decode_tokens_8"]
     assert {spec["dtype"] for spec in decode["outputs"].values()} == {"int8"}
     # sin / cos have no integer kernels: the app computes the points' Fourier features with this projection
     assert "point_coords" not in decode["inputs"] and decode["inputs"]["point_features"]["shape"] == [1, 8, 256]
@@ -304,7 +312,7 @@ def test_small_w8a16_is_integer_only_and_closer_than_w8a8(small_w8a16_dir, small
     manifest = load_manifest(small_w8a16_dir)
     image = manifest["artifacts"][0]["signatures"]["encode"]["inputs"]["image"]
     assert image["dtype"] == "int16" and image["quantization"] == {"scale": 1 / 128, "zero_point": 0}
-    labels = manifest["artifacts"][1]["signatures"]["decode"]["inputs"]["point_labels"]
+    labels = manifest["artifacts"][1]["signatures"]["decode_tokens_2"]["inputs"]["point_labels"]
     assert labels["dtype"] == "int16" and labels["quantization"] == {"scale": 0.5, "zero_point": 0}
     for name in ("encoder.tflite", "decoder.tflite"):
         assert accelerators.float_ops(small_w8a16_dir / name) == {}

@@ -25,7 +25,7 @@ from .modeling import TinySam
 from .predictor import TinySamPredictor
 from .runners import Runner
 from .utils import amg
-from .utils.prompts import PAD_LABEL
+from .utils.prompts import PAD_LABEL, token_count
 from .utils.transforms import MASK_THRESHOLD, apply_coords, upscale_logits
 
 OUTPUT_MODES = ("binary_mask", "coco_rle")
@@ -161,10 +161,10 @@ class _MaskGenerator:
     def _decode_batch(self, points: np.ndarray, covered: Optional[np.ndarray]) -> MaskCandidates:
         cfg, predictor, runner = self.config, self.predictor, self.predictor.runner
         n = len(points)
-        num_points = runner.num_points or 2
-        coords = np.zeros((n, num_points, 2), np.float32)
+        tokens = token_count(1, has_box=False)  # the point and SAM's padding point, as the predictor builds them
+        coords = np.zeros((n, tokens, 2), np.float32)
         coords[:, 0] = apply_coords(points, predictor.original_size, runner.img_size)
-        labels = np.full((n, num_points), PAD_LABEL, np.float32)
+        labels = np.full((n, tokens), PAD_LABEL, np.float32)
         labels[:, 0] = 1.0
         low_res_side = predictor.embedding.shape[-1] * 4
         decode_filtered = getattr(runner, "decode_filtered", None)

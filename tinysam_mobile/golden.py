@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .automatic_mask_generator import TinySamHierarchicalMaskGenerator
+from .converters.config import DEFAULT_MAX_TOKENS
 from .errors import ImageError, PromptError, TinySamError
 from .golden_manifests import write_manifest_cases
 from .predictor import TinySamPredictor
@@ -112,8 +113,8 @@ class RecordingRunner:
     name = "golden"
     batch_size = 1
 
-    def __init__(self, img_size: int, num_points: Optional[int], low_res: np.ndarray, iou: np.ndarray) -> None:
-        self.img_size, self.num_points = img_size, num_points
+    def __init__(self, img_size: int, max_tokens: Optional[int], low_res: np.ndarray, iou: np.ndarray) -> None:
+        self.img_size, self.max_tokens = img_size, max_tokens
         self.low_res, self.iou = low_res, iou
         self.encoder_input: Optional[np.ndarray] = None
         self.decoder_prompts: Optional[tuple[np.ndarray, np.ndarray]] = None
@@ -158,7 +159,7 @@ class BlobDecoderRunner(RecordingRunner):
 class GoldenConfig:
     seed: int = 0
     img_size: int = 1024        # the shipped artifacts' encoder side
-    num_points: int = 8         # the shipped interactive decoder's fixed point count
+    max_tokens: int = DEFAULT_MAX_TOKENS  # the most prompt tokens the shipped interactive decoder takes
     small_img_size: int = 256   # a second input size, so nothing in the glue hard-codes 1024
     photo: Optional[np.ndarray] = field(default=None, compare=False)  # a real RGB photo; default chelsea
 
@@ -173,7 +174,8 @@ class PromptCase:
 
 
 # Odd sizes, portrait and landscape, 1-pixel-wide and -high images; points on the image border;
-# negatives; boxes with and without points; enough points to need padding up to num_points.
+# negatives; boxes with and without points; 1, 2, 3 and 8 points with and without a box (the decoder takes
+# exactly each prompt's tokens: nothing is padded beyond SAM's one padding point).
 PROMPT_CASES = [
     PromptCase("landscape_point", (300, 451), [(230.0, 140.0)], [1.0]),
     PromptCase("landscape_pos_neg", (300, 451), [(230.5, 140.25), (100.0, 80.0)], [1.0, 0.0]),
@@ -189,6 +191,14 @@ PROMPT_CASES = [
     PromptCase("six_points_and_box", (480, 640),
                [(10.0, 10.0), (600.0, 20.0), (320.0, 240.0), (50.0, 470.0), (630.0, 470.0), (321.0, 239.0)],
                [1.0, 0.0, 1.0, 0.0, 0.0, 1.0], (5.0, 5.0, 635.0, 475.0)),
+    PromptCase("three_points_and_box", (451, 300), [(150.0, 200.0), (10.0, 440.0), (290.0, 5.0)], [1.0, 0.0, 0.0],
+               (20.0, 100.0, 280.0, 430.0)),
+    PromptCase("eight_points_no_box", (480, 640), [(float(10 + 75 * i), float(470 - 55 * i)) for i in range(8)],
+               [1.0, 0.0] * 4),
+    PromptCase("eight_points_and_box", (480, 640), [(float(40 + 70 * i), float(30 + 50 * i)) for i in range(8)],
+               [1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0], (5.0, 5.0, 635.0, 475.0)),
+    PromptCase("nine_points_no_box", (480, 640), [(float(20 + 60 * i), float(20 + 50 * i)) for i in range(9)],
+               [1.0] * 9),
     PromptCase("seven_points_no_box", (480, 640), [(float(30 + 80 * i), float(20 + 60 * i)) for i in range(7)],
                [1.0, 0.0] * 3 + [1.0]),
     # An empty point list is a (0, 2) array of no points, not None: accepted, alone or with a box.
@@ -203,8 +213,9 @@ ERROR_CASES = [
     PromptCase("box_inverted", (300, 451), None, None, (200.0, 30.0, 100.0, 200.0)),
     PromptCase("box_outside", (300, 451), None, None, (0.0, 0.0, 452.0, 300.0)),
     PromptCase("bad_label", (300, 451), [(10.0, 10.0)], [2.0]),
-    PromptCase("too_many_points", (300, 451), [(float(i), float(i)) for i in range(7)], [1.0] * 7,
+    PromptCase("too_many_points", (300, 451), [(float(i), float(i)) for i in range(9)], [1.0] * 9,
                (0.0, 0.0, 100.0, 100.0)),
+    PromptCase("ten_points_no_box", (300, 451), [(float(5 * i), float(3 * i)) for i in range(10)], [1.0] * 10),
     PromptCase("nothing", (300, 451), None, None),
     PromptCase("points_without_labels", (300, 451), [(10.0, 10.0)], None),
 ]
@@ -262,12 +273,12 @@ def _prompt_arrays(case: PromptCase):
     return coords, labels, box
 
 
-def _prompt_tensors(case: PromptCase, img_size: int, num_points: int) -> dict[str, np.ndarray]:
+def _prompt_tensors(case: PromptCase, img_size: int, max_tokens: int) -> dict[str, np.ndarray]:
     given = dict(zip(("points", "labels", "box"), _prompt_arrays(case)))
     return {
         "original_size": np.array(case.size, np.int32),
         "img_size": np.array(img_size, np.int32),
-        "num_points": np.array(num_points, np.int32),
+        "max_tokens": np.array(max_tokens, np.int32),
         **{name: value for name, value in given.items() if value is not None},  # None: no tensor
     }
 
@@ -288,10 +299,10 @@ def preprocess_case(image: np.ndarray, img_size: int) -> dict[str, np.ndarray]:
     }
 
 
-def predict_case(case: PromptCase, img_size: int, num_points: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def predict_case(case: PromptCase, img_size: int, max_tokens: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     low_res = _smooth_logits(rng, img_size // 4)
     iou = rng.uniform(0.5, 1.0, size=(1, 3)).astype(np.float32)
-    runner = RecordingRunner(img_size, num_points, low_res, iou)
+    runner = RecordingRunner(img_size, max_tokens, low_res, iou)
     predictor = TinySamPredictor(runner)
     # The predictor only needs the image's size here; a blank image of that size stands in.
     predictor.set_image(np.zeros((*case.size, 3), np.uint8))
@@ -301,7 +312,7 @@ def predict_case(case: PromptCase, img_size: int, num_points: int, rng: np.rando
     decoder_coords, decoder_labels = runner.decoder_prompts
     gaussian = rng.standard_normal((2, EMBEDDING_CHANNELS // 2)).astype(np.float32)  # as the prompt encoder's
     return {
-        **_prompt_tensors(case, img_size, num_points),
+        **_prompt_tensors(case, img_size, max_tokens),
         "low_res_logits": low_res,
         "iou_predictions": iou,
         "input_size": np.array(predictor.input_size, np.int32),
@@ -315,14 +326,14 @@ def predict_case(case: PromptCase, img_size: int, num_points: int, rng: np.rando
     }
 
 
-def prompt_error_case(case: PromptCase, img_size: int, num_points: int) -> dict[str, np.ndarray]:
-    runner = RecordingRunner(img_size, num_points, np.zeros(0, np.float32), np.zeros(0, np.float32))
+def prompt_error_case(case: PromptCase, img_size: int, max_tokens: int) -> dict[str, np.ndarray]:
+    runner = RecordingRunner(img_size, max_tokens, np.zeros(0, np.float32), np.zeros(0, np.float32))
     predictor = TinySamPredictor(runner)
     predictor.set_image(np.zeros((*case.size, 3), np.uint8))
     try:
         predictor.predict(*_prompt_arrays(case))
     except PromptError:
-        return _prompt_tensors(case, img_size, num_points)
+        return _prompt_tensors(case, img_size, max_tokens)
     raise AssertionError(f"golden error case {case.name} was accepted by the reference pipeline")
 
 
@@ -397,9 +408,9 @@ def golden_cases(config: GoldenConfig) -> Iterator[tuple[str, str, Callable[[], 
         for side in (config.img_size, config.small_img_size):
             case_rng = np.random.default_rng([config.seed, side, number])
             yield "predict", f"{case.name}_{side}", (
-                lambda case=case, side=side, case_rng=case_rng: predict_case(case, side, config.num_points, case_rng))
+                lambda case=case, side=side, case_rng=case_rng: predict_case(case, side, config.max_tokens, case_rng))
     for case in ERROR_CASES:
-        yield "prompt_error", case.name, lambda case=case: prompt_error_case(case, config.img_size, config.num_points)
+        yield "prompt_error", case.name, lambda case=case: prompt_error_case(case, config.img_size, config.max_tokens)
     for number, (name, size) in enumerate(EVERYTHING_SIZES.items()):
         case_rng = np.random.default_rng([config.seed, 7, number])
         yield "everything", name, lambda size=size, case_rng=case_rng: everything_case(size, case_rng)

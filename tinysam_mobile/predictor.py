@@ -47,7 +47,7 @@ class TinySamPredictor:
         if not self.is_image_set:
             raise PromptError("call set_image() before predict()")
         coords, labels = encode_prompts(point_coords, point_labels, box, self.original_size,
-                                        self.runner.img_size, self.runner.num_points)
+                                        self.runner.img_size, self.runner.max_tokens)
         low_res_side = self.embedding.shape[-1] * 4
         if mask_input is None:
             mask = np.zeros((1, 1, low_res_side, low_res_side), np.float32)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..converters.config import DEFAULT_EVERYTHING_BATCH, DEFAULT_NUM_POINTS
+from ..converters.config import DEFAULT_EVERYTHING_BATCH, DEFAULT_MAX_TOKENS
 from ..errors import TinySamError
 from . import app
 from .options import CheckpointOption
@@ -26,8 +26,9 @@ def convert(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; replaced whole when the conversion "
                              "succeeds, untouched when it fails.", show_default=False),
     checkpoint: Optional[Path] = CheckpointOption,
-    num_points: int = typer.Option(DEFAULT_NUM_POINTS, help="Fixed point count of the interactive decoder (clicks + 2 box "
-                                   "corners + padding)."),
+    max_tokens: int = typer.Option(DEFAULT_MAX_TOKENS, help="Most prompt tokens the interactive decoder takes: a "
+                                   "prompt's points, then 2 box corners or 1 padding point (10: 8 clicks and a "
+                                   "box). The decoder takes every count from 1 up, exactly, never padded."),
     everything_batch: int = typer.Option(DEFAULT_EVERYTHING_BATCH, help="Prompts per call of the batched everything-mode decoder."),
     scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate': "
                                           "weight grids and activation ranges of coreml int8 / w8a8 and tflite "
@@ -48,15 +49,13 @@ def convert(
 
     if target not in TARGETS:
         raise TinySamError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    if num_points < 3 or everything_batch < 1:
-        raise TinySamError("--num-points must be at least 3 and --everything-batch at least 1")
     backend = importlib.import_module(f"tinysam_mobile.converters.{target}")
     if precision not in backend.PRECISIONS:
         raise TinySamError(f"unknown precision {precision!r} for {target}; choose one of {', '.join(backend.PRECISIONS)}")
     for path, what in ((scales, "--scales"), (calibration_images, "--calibration-images")):
         if path is not None and not path.exists():
             raise TinySamError(f"{what} {path} does not exist")
-    config = ConvertConfig(target=target, precision=precision, num_points=num_points,
+    config = ConvertConfig(target=target, precision=precision, max_tokens=max_tokens,
                            everything_batch=everything_batch, scales=scales,
                            calibration_images=calibration_images, compute_precision=compute_precision)
     check_outputs(folders=(out,))

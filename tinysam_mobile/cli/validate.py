@@ -6,7 +6,9 @@ from typing import Optional
 
 import typer
 
+from ..converters.config import DEFAULT_MAX_TOKENS
 from ..errors import TinySamError
+from ..utils.prompts import prompt_shapes
 from . import app
 from .options import CheckpointOption, DelegateOption, runner_options
 
@@ -21,8 +23,9 @@ def validate(
     checkpoint: Optional[Path] = CheckpointOption,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here.",
                                             show_default=False),
-    prompts_per_image: int = typer.Option(12, min=1, help="Prompts per image: single points, boxes and "
-                                          "positive + negative point pairs, in turn."),
+    prompts_per_image: int = typer.Option(len(prompt_shapes(DEFAULT_MAX_TOKENS)), min=1, help="Prompts per image, as a user "
+                                          "gives them: 0 to 9 points without a box, 0 to 8 with one (every "
+                                          "token count the decoder takes), in turn across the images."),
     delegate: str = DelegateOption,
     per_half: bool = typer.Option(False, "--per-half", help="Also measure each half alone: the artifacts' "
                                   "encoder with PyTorch's decoder, and PyTorch's encoder with the artifacts' "
@@ -30,8 +33,10 @@ def validate(
 ) -> None:
     """Verify the manifest's hashes, then compare the artifacts with FP32 PyTorch on many prompts.
 
+    Both sides are TinySamPredictor as a user calls it, each prompt exactly as the user gave it.
     Reports embedding cosine and maximum error, the mask IoU distribution (mean, min, 5th percentile;
-    every mask of every prompt, at the image's size) and the IoU-prediction error. Exits with 1 when the
+    every mask of every prompt, at the image's size), its mean per prompt-token count (a prompt's
+    points, then 2 box corners or 1 padding point) and the IoU-prediction error. Exits with 1 when the
     mean mask IoU misses the precision's threshold (fp32 0.995, fp16 0.99, int8 0.98, w8a8 and w8a16 0.95), with 2
     when the artifacts are missing, modified or do not match the checkpoint.
     """
@@ -60,8 +65,7 @@ def validate(
     reference = TorchRunner(load_tinysam(checkpoint))
     runs = {"pipeline": runner}
     if per_half:
-        runs.update(encoder_only=HalfSwap(runner, reference, runner.num_points),
-                    decoder_only=HalfSwap(reference, runner, runner.num_points))
+        runs.update(encoder_only=HalfSwap(runner, reference), decoder_only=HalfSwap(reference, runner))
     measured = {}
     with Progress(transient=True) as bar:
         for name, candidate in runs.items():
@@ -87,6 +91,8 @@ def validate(
                                                   f"{f['mask_iou']['p5']:.4f}",
             "IoU prediction abs error (mean / max)": lambda f: f"{f['iou_prediction_abs_error']['mean']:.4f} / "
                                                                f"{f['iou_prediction_abs_error']['max']:.4f}"}
+    for tokens in figures["mask_iou_by_tokens"]:
+        rows[f"  mask IoU mean, {tokens}-token prompts"] = lambda f, t=tokens: f"{f['mask_iou_by_tokens'][t]['mean']:.4f}"
     for name, cell in rows.items():
         table.add_row(name, *(cell(f) for f in columns.values()))
     table.add_row("threshold (mean mask IoU)", f"{threshold}")

@@ -9,8 +9,8 @@ class Runner(Protocol):
     """Encoder and decoder of one TinySAM model on one backend. All tensors are numpy float32.
 
     - img_size: side of the square encoder input (1024 for every shipped artifact).
-    - num_points: the decoder's fixed point count (prompts are padded with label -1 up to it),
-      or None when any count is accepted.
+    - min_tokens, max_tokens: the prompt-token counts the decoder takes (a prompt's points, then 2 box
+      corners or 1 padding point), each exactly, never padded; max_tokens None: any count.
     - batch_size: how many prompts one decoder call evaluates at best; decode() accepts any
       batch and splits or pads internally, so this is only a hint for everything mode.
 
@@ -21,7 +21,8 @@ class Runner(Protocol):
 
     name: str
     img_size: int
-    num_points: Optional[int]
+    min_tokens: int
+    max_tokens: Optional[int]
     batch_size: int
 
     def encode(self, image: np.ndarray) -> np.ndarray:

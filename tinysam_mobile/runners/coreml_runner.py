@@ -9,8 +9,8 @@ import numpy as np
 
 from ..converters.manifest import load_manifest
 from ..errors import ArtifactError, TinySamError
-from ..utils.prompts import pad_points
 from ..utils.transforms import normalized_to_pixels
+from .batching import check_token_count
 
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 
@@ -67,7 +67,11 @@ class CoreMLRunner:
         if manifest["target"] != "coreml":
             raise ArtifactError(f"{artifacts} holds {manifest['target']} artifacts, not coreml")
         self.img_size = manifest["preprocessing"]["input_size"]
-        self.num_points: Optional[int] = manifest["num_points"]
+        tokens = manifest.get("prompt_tokens")
+        if tokens is None:
+            raise ArtifactError(f"{artifacts}: the manifest has no prompt_tokens (a padded decoder of an older "
+                                "version); convert again")
+        self.min_tokens, self.max_tokens = tokens["min"], tokens["max"]
         self.batch_size = manifest["everything_batch"]
         self.packages = {record["role"]: open_package(artifacts / record["file"], compute_units, interpreter)
                          for record in manifest["artifacts"]}
@@ -81,11 +85,11 @@ class CoreMLRunner:
         point_labels = np.asarray(point_labels, np.float32)
         if point_coords.shape[0] > 1 and point_coords.shape[1] == 2 and not np.any(has_mask_input):
             return self._decode_batched(embedding, point_coords, point_labels)
+        check_token_count(point_labels.shape[1], self.min_tokens, self.max_tokens)
         logits, iou = [], []
         for b in range(point_coords.shape[0]):
-            coords, labels = pad_points(point_coords[b], point_labels[b], self.num_points)
             out = self.packages["decoder"].predict({
-                "image_embeddings": embedding, "point_coords": coords[None], "point_labels": labels[None],
+                "image_embeddings": embedding, "point_coords": point_coords[b:b + 1], "point_labels": point_labels[b:b + 1],
                 "mask_input": np.asarray(mask_input[b:b + 1], np.float32),
                 "has_mask_input": np.asarray(has_mask_input[b:b + 1], np.float32)})
             logits.append(out["low_res_masks"])

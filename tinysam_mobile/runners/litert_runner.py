@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..converters.accelerators import check_integer_only
-from ..converters.export_modules import DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, POINT_FEATURES
+from ..converters.export_modules import (BATCH_SIGNATURE, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT,
+                                         POINT_FEATURES, token_signature)
 from ..converters.manifest import load_manifest
 from ..errors import ArtifactError, TinySamError
 from ..utils.prompts import point_features
@@ -69,8 +70,16 @@ class LiteRTRunner:
                                               experimental_op_resolver_type=resolver)
         encoder, decoder = open_model(files["encoder"]), open_model(files["decoder"])
         self.encoder = _Signature(encoder, "encode")
-        self.decoder = _Signature(decoder, "decode")
-        self.decoder_batch = _Signature(decoder, "decode_batch")
+        tokens = self.manifest.get("prompt_tokens")
+        if tokens is None:
+            raise ArtifactError(f"{root}: the manifest has no prompt_tokens (a padded decoder of an older "
+                                "version); convert again")
+        self.min_tokens, self.max_tokens = tokens["min"], tokens["max"]
+        try:
+            self.decoders = {t: _Signature(decoder, token_signature(t)) for t in range(self.min_tokens, self.max_tokens + 1)}
+            self.decoder_batch = _Signature(decoder, BATCH_SIGNATURE)
+        except ValueError as exc:  # the interpreter's "Invalid signature_key"
+            raise ArtifactError(f"{files['decoder']}: {exc}") from None
         self.delegate = delegate
         self.img_size = self.manifest["preprocessing"]["input_size"]
         # The integer decoders (w8a8, w8a16) take the points' Fourier features (sin / cos have no integer
@@ -78,7 +87,6 @@ class LiteRTRunner:
         features = self.manifest["decoder"].get(POINT_FEATURES)
         self.gaussian_matrix = None if features is None else np.asarray(features["gaussian_matrix"], np.float32)
         points_input = "point_coords" if features is None else POINT_FEATURES
-        self.num_points = self.decoder.shape(points_input)[1]
         self.batch_size, self.batch_points = self.decoder_batch.shape(points_input)[:2]
 
     def encode(self, image: np.ndarray) -> np.ndarray:
@@ -93,5 +101,5 @@ class LiteRTRunner:
 
     def decode(self, embedding, point_coords, point_labels, mask_input, has_mask_input):
         return decode_in_batches(self, embedding, point_coords, point_labels, mask_input, has_mask_input,
-                                 single=lambda *a: self._run(self.decoder, *a),
+                                 single=lambda e, c, *a: self._run(self.decoders[c.shape[1]], e, c, *a),
                                  batched=lambda *a: self._run(self.decoder_batch, *a))

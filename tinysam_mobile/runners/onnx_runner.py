@@ -12,7 +12,7 @@ from ..utils.transforms import normalized_to_pixels
 
 class OnnxRunner:
     name = "onnx"
-    num_points = None
+    min_tokens, max_tokens = 1, None  # a dynamic token axis: any prompt, exactly
 
     def __init__(self, artifacts: "str | Path", threads: int = 2, batch_size: int = 64) -> None:
         import onnxruntime as ort

@@ -30,7 +30,8 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 class TorchRunner:
     name = "torch"
-    num_points: Optional[int] = None
+    min_tokens: int = 1
+    max_tokens: Optional[int] = None  # any prompt, exactly
 
     def __init__(self, model: TinySam, batch_size: int = 64, decode_chunk: int = DECODE_CHUNK) -> None:
         self.model = model.eval()

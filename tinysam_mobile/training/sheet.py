@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..calibration.dataset import scikit_image_photo
 from ..data import SceneConfig, generate_scene
 from ..predictor import TinySamPredictor
 from ..utils.visualize import distinct_colors, draw_prompts, overlay_masks, save_png
@@ -24,18 +25,11 @@ PHOTO_PROMPTS = (
 PANEL_HEIGHT = 256
 
 
-def _photo(name: str) -> np.ndarray:
-    import skimage.data
-
-    photo = np.asarray(getattr(skimage.data, name)())
-    return np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo[..., :3]
-
-
 def photo_panels(predictor: TinySamPredictor) -> list[np.ndarray]:
     """Each photo with its prompt and the kept mask (highest predicted IoU) drawn over it."""
     panels, current = [], None
     for name, clicks, box in PHOTO_PROMPTS:
-        photo = _photo(name)
+        photo = scikit_image_photo(name)
         if name != current:
             predictor.set_image(photo)
             current = name

@@ -1,4 +1,4 @@
-"""Turning user prompts into the decoder's fixed contract: (x, y) points with labels in the input frame.
+"""Turning user prompts into the decoder's contract: (x, y) points with labels in the input frame.
 
 Label convention (SAM's ONNX decoder): -1 padding, 0 negative point, 1 positive point,
 2 box top-left, 3 box bottom-right.
@@ -43,14 +43,25 @@ def check_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np.
             raise PromptError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the {w}x{h} image")
 
 
+def token_count(point_count: int, has_box: bool) -> int:
+    """Decoder tokens of a prompt as the reference builds it: its points, then two box corners or one
+    padding point."""
+    return point_count + (2 if has_box else 1)
+
+
+def prompt_shapes(max_tokens: int) -> list[tuple[int, bool]]:
+    """Every (point count, box) whose tokens fit max_tokens: 0 to max_tokens - 1 points without a box
+    (0: an empty point list), 0 to max_tokens - 2 with one."""
+    return ([(k, False) for k in range(max_tokens)] + [(k, True) for k in range(max_tokens - 1)])
+
+
 def encode_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray],
                    box: Optional[np.ndarray], original_size: tuple[int, int], target: int,
-                   num_points: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """User prompts in original-image pixels -> (coords (1, N, 2), labels (1, N)) float32.
-
-    Points come first, then the two box corners. Without a box one padding point is appended, as
-    SAM's predictor does. With num_points (a fixed-shape decoder), the rest is padded with label -1.
-    """
+                   max_tokens: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """User prompts in original-image pixels -> (coords (1, T, 2), labels (1, T)) float32, exactly the
+    tokens SAM's predictor builds: points first, then the two box corners, or without a box one (0, 0)
+    point with label -1. Nothing else is padded: every padding token takes part in the decoder's
+    attention and changes the masks. max_tokens: the most a decoder takes (more is refused)."""
     check_prompts(point_coords, point_labels, box, original_size)
     coords, labels = [], []
     if point_coords is not None:
@@ -63,16 +74,18 @@ def encode_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np
         coords.append(np.zeros((1, 2), np.float32))
         labels.append(np.array([PAD_LABEL], np.float32))
     coords_arr, labels_arr = np.concatenate(coords), np.concatenate(labels)
-    if num_points is not None:
-        coords_arr, labels_arr = pad_points(coords_arr, labels_arr, num_points)
+    if max_tokens is not None and len(labels_arr) > max_tokens:
+        raise PromptError(f"{len(labels_arr)} prompt tokens (points, then 2 box corners or 1 padding point) exceed "
+                          f"the decoder's {max_tokens}")
     return coords_arr[None], labels_arr[None]
 
 
 def pad_points(coords: np.ndarray, labels: np.ndarray, num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad (N, 2) / (N,) to num_points with (0, 0) and label -1; refuse more than num_points."""
+    """Pad (N, 2) / (N,) to num_points with (0, 0) and label -1, so prompts of several lengths stack into
+    one batch (training, PTQ calibration); padded prompts decode differently from exact ones."""
     n = coords.shape[0]
     if n > num_points:
-        raise PromptError(f"{n} prompt points (box corners and padding included) exceed the decoder's {num_points}")
+        raise PromptError(f"{n} prompt points (box corners and padding included) exceed {num_points}")
     pad = num_points - n
     return (np.concatenate([coords, np.zeros((pad, 2), np.float32)]),
             np.concatenate([labels, np.full(pad, PAD_LABEL, np.float32)]))

@@ -23,5 +23,6 @@ def mask_ious(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def summarize(values: "list[float] | np.ndarray") -> dict[str, float]:
     values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "min": float(values.min()), "p5": float(np.percentile(values, 5)),
-            "count": int(values.size)}
+    p5, p25, median, p75 = np.percentile(values, [5, 25, 50, 75])
+    return {"mean": float(values.mean()), "min": float(values.min()), "p5": float(p5), "p25": float(p25),
+            "median": float(median), "p75": float(p75), "max": float(values.max()), "count": int(values.size)}

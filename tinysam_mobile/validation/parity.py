@@ -1,16 +1,21 @@
 """Run a backend and FP32 PyTorch on the same images and prompts, and compare what users get.
 
-Each image goes through the whole pipeline on both sides (preprocess, encoder, decoder, upscaling to
-the original size, threshold): every mask of every prompt (3 per prompt) is compared by IoU.
+Both sides are TinySamPredictor as a user calls it (set_image on the photo, predict with points and a
+box in its pixels): the same preprocessing, exactly the prompt's tokens on each side (a decoder that
+padded them would be measured as it behaves), upscaling to the image's size and the threshold. Every
+mask of every prompt (3 per prompt) is compared by IoU, overall and per prompt-token count.
 """
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
-from ..calibration.dataset import sample_prompts
-from ..utils.transforms import MASK_THRESHOLD, preprocess, upscale_logits
+from ..calibration.dataset import sample_user_prompts
+from ..converters.config import DEFAULT_MAX_TOKENS
+from ..predictor import TinySamPredictor
+from ..utils.prompts import prompt_shapes
 from .metrics import cosine, mask_ious, summarize
 
 # Minimum mean mask IoU against FP32 PyTorch, per precision (int8-xnnpack: int8 encoder activations, as w8a8;
@@ -20,43 +25,44 @@ THRESHOLDS = {"fp32": 0.995, "fp16": 0.99, "int8": 0.98, "w8a8": 0.95, "w8a16": 
 
 @dataclass(frozen=True)
 class ParityConfig:
-    prompts_per_image: int = 12
-    num_points: int = 4   # for runners of any point count; fixed-shape runners get their own count
+    prompts_per_image: int = len(prompt_shapes(DEFAULT_MAX_TOKENS))  # one of every shape a default decoder takes
     seed: int = 0
 
 
 class HalfSwap:
-    """One runner's encoder with another's decoder, to see which half of an artifact loses accuracy;
-    prompts are padded to the artifact's point count either way (padding points are decoder tokens)."""
+    """One runner's encoder with another's decoder, to see which half of an artifact loses accuracy."""
 
-    def __init__(self, encoder_runner, decoder_runner, num_points: Optional[int]) -> None:
+    def __init__(self, encoder_runner, decoder_runner) -> None:
         self.name = f"{encoder_runner.name} encoder + {decoder_runner.name} decoder"
-        self.img_size, self.num_points, self.batch_size = decoder_runner.img_size, num_points, decoder_runner.batch_size
+        self.img_size, self.batch_size = decoder_runner.img_size, decoder_runner.batch_size
+        self.min_tokens, self.max_tokens = decoder_runner.min_tokens, decoder_runner.max_tokens
         self.encode, self.decode = encoder_runner.encode, decoder_runner.decode
 
 
 def measure_parity(runner, reference, images: list[tuple[np.ndarray, Optional[np.ndarray]]],
                    config: ParityConfig = ParityConfig(), on_image: Callable[[], None] = lambda: None) -> dict:
-    """images: (RGB, instance masks or None); prompts come from the masks when given (scenes)."""
+    """images: (RGB, instance masks or None); prompts come from the masks when given (scenes). Prompts
+    run through every shape the runner takes (up to its max_tokens, or DEFAULT_MAX_TOKENS), in turn
+    across the images."""
     rng = np.random.default_rng(config.seed)
-    size = reference.img_size
-    # Padding points are decoder tokens too: both sides must see the prompt padded the same way.
-    num_points = runner.num_points or config.num_points
+    max_tokens = runner.max_tokens or DEFAULT_MAX_TOKENS
     cosines, max_errors, ious, iou_errors = [], [], [], []
-    for rgb, masks in images:
-        tensor, input_size = preprocess(rgb, size)
-        embedding, ref_embedding = runner.encode(tensor), reference.encode(tensor)
-        cosines.append(cosine(embedding, ref_embedding))
-        max_errors.append(float(np.abs(embedding - ref_embedding).max()))
-        coords, labels = sample_prompts(rng, rgb.shape[:2], masks, config.prompts_per_image, num_points, size)
-        low = size // 4
-        no_mask = (np.zeros((len(labels), 1, low, low), np.float32), np.zeros(len(labels), np.float32))
-        logits, iou = runner.decode(embedding, coords, labels, *no_mask)
-        ref_logits, ref_iou = reference.decode(ref_embedding, coords, labels, *no_mask)
-        upscale = lambda x: upscale_logits(x, input_size, rgb.shape[:2], size) > MASK_THRESHOLD  # noqa: E731
-        ious.extend(mask_ious(upscale(logits).reshape(-1, *rgb.shape[:2]),
-                              upscale(ref_logits).reshape(-1, *rgb.shape[:2])))
-        iou_errors.extend(np.abs(iou - ref_iou).ravel())
+    by_tokens: dict[int, list[float]] = defaultdict(list)
+    predictor, expected = TinySamPredictor(runner), TinySamPredictor(reference)
+    for index, (rgb, masks) in enumerate(images):
+        predictor.set_image(rgb)
+        expected.set_image(rgb)
+        cosines.append(cosine(predictor.embedding, expected.embedding))
+        max_errors.append(float(np.abs(predictor.embedding - expected.embedding).max()))
+        prompts = sample_user_prompts(rng, rgb.shape[:2], masks, config.prompts_per_image, max_tokens,
+                                      first=index * config.prompts_per_image)
+        for prompt in prompts:
+            got, got_iou, _ = predictor.predict(prompt.points, prompt.labels, prompt.box)
+            want, want_iou, _ = expected.predict(prompt.points, prompt.labels, prompt.box)
+            prompt_ious = mask_ious(got, want)
+            ious.extend(prompt_ious)
+            by_tokens[prompt.tokens].extend(prompt_ious)
+            iou_errors.extend(np.abs(got_iou - want_iou))
         on_image()
     return {
         "images": len(images),
@@ -64,5 +70,6 @@ def measure_parity(runner, reference, images: list[tuple[np.ndarray, Optional[np
         "embedding_cosine": summarize(cosines),
         "embedding_max_abs_error": float(max(max_errors)),
         "mask_iou": summarize(ious),
+        "mask_iou_by_tokens": {tokens: summarize(values) for tokens, values in sorted(by_tokens.items())},
         "iou_prediction_abs_error": {"mean": float(np.mean(iou_errors)), "max": float(np.max(iou_errors))},
     }

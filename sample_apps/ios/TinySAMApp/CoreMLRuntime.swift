@@ -46,11 +46,13 @@ actor CoreMLRuntime {
         return output.featureValue(for: "image_embeddings")!.multiArrayValue!
     }
 
-    /// The prompts -> the best mask at the photo's size and its predicted IoU.
+    /// The prompts -> the best mask at the photo's size and its predicted IoU. The decoder takes exactly the
+    /// prompt's T tokens (points, then 2 box corners or 1 padding point), one of its enumerated shapes
+    /// (1, T, 2) / (1, T) for T up to manifest.maxTokens; a longer prompt is refused with a PromptError.
     func segment(embedding: MLMultiArray, prompts: Prompts, size: Size) throws -> (mask: [Bool], iou: Float) {
         let target = manifest.imgSize, low = target / 4
-        let decoderPrompts = try encodePrompts(prompts, originalSize: size, target: target, numPoints: manifest.numPoints)
-        let n = decoderPrompts.labels.count
+        let decoderPrompts = try encodePrompts(prompts, originalSize: size, target: target, maxTokens: manifest.maxTokens)
+        let n = decoderPrompts.tokens
         let inputs: [String: Any] = [
             "image_embeddings": embedding,
             "point_coords": try Self.array(decoderPrompts.coords, [1, n, 2]),

@@ -1,8 +1,8 @@
 import Foundation
 
 // manifest.json of the CoreML artifacts (converters/manifest.py, converters/coreml.py), read and checked
-// before anything is loaded: the settings the glue depends on (input size, point counts, batch) come from
-// here, and a manifest that disagrees with itself or with what the converter can write is refused. The
+// before anything is loaded: the settings the glue depends on (input size, prompt-token counts, batch) come
+// from here, and a manifest that disagrees with itself or with what the converter can write is refused. The
 // packages' hashes are checked by the app (CryptoKit is Apple-only).
 
 /// A manifest the app refuses; the description is meant for the person running the app.
@@ -26,8 +26,10 @@ public struct ArtifactManifest {
 
     public let precision: String
     public let imgSize: Int
-    /// Points of the interactive decoder (padded with label -1).
-    public let numPoints: Int
+    /// Prompt tokens the interactive decoder takes (prompt_tokens): every T from minTokens to maxTokens,
+    /// exactly (points, then 2 box corners or 1 padding point; nothing padded up to maxTokens).
+    public let minTokens: Int
+    public let maxTokens: Int
     /// Prompts per call of the everything-mode decoder, and points per prompt.
     public let everythingBatch: Int
     public let everythingPoints: Int
@@ -53,9 +55,12 @@ public struct ArtifactManifest {
         guard let imgSize = (manifest["preprocessing"] as? [String: Any])?["input_size"] as? Int, imgSize > 0 else {
             throw ManifestError("manifest has no preprocessing.input_size")
         }
-        // The converter's own limits (check_config): a box and a point need 3 points with the padding.
-        guard let numPoints = manifest["num_points"] as? Int, numPoints >= 3 else {
-            throw ManifestError("num_points must be at least 3, got \(manifest["num_points"] ?? "none")")
+        // The converter's own limits: every count from 1 (an empty point list: the padding point alone) to a
+        // maximum of at least 3 (a point and a box).
+        let tokens = manifest["prompt_tokens"] as? [String: Any]
+        guard let minTokens = tokens?["min"] as? Int, let maxTokens = tokens?["max"] as? Int,
+              minTokens == 1, maxTokens >= 3 else {
+            throw ManifestError("prompt_tokens must be {\"min\": 1, \"max\": 3 or more}, got \(manifest["prompt_tokens"] ?? "none")")
         }
         guard let batch = manifest["everything_batch"] as? Int, batch >= 1 else {
             throw ManifestError("everything_batch must be at least 1, got \(manifest["everything_batch"] ?? "none")")
@@ -66,6 +71,7 @@ public struct ArtifactManifest {
         }
         let records = manifest["artifacts"] as? [[String: Any]] ?? []
         var artifacts: [String: Artifact] = [:], pointShapes: [String: [Int]] = [:]
+        var decoderInputs: [[String: Any]] = []
         for record in records {
             guard let role = record["role"] as? String, let file = record["file"] as? String,
                   let sha = record["sha256"] as? String, let size = record["size_bytes"] as? Int else {
@@ -74,11 +80,20 @@ public struct ArtifactManifest {
             artifacts[role] = Artifact(file: file, sha256: sha, sizeBytes: size)
             let inputs = record["inputs"] as? [[String: Any]] ?? []
             pointShapes[role] = inputs.first { $0["name"] as? String == "point_coords" }?["shape"] as? [Int]
+            if role == "decoder" { decoderInputs = inputs }
         }
         for role in Self.roles where artifacts[role] == nil { throw ManifestError("manifest lists no '\(role)' artifact") }
-        // The packages' fixed shapes must be the ones the manifest announces (the glue pads to them).
-        guard pointShapes["decoder"] == [1, numPoints, 2] else {
-            throw ManifestError("the decoder takes point_coords \(pointShapes["decoder"] ?? []), the manifest says \(numPoints) points")
+        // The interactive decoder must take every token count the manifest announces, exactly: its point
+        // inputs enumerate (1, T, 2) and (1, T) for T = minTokens...maxTokens. A fixed-shape decoder (no
+        // enumerated shapes) wants prompts padded to its size, which changes the masks: refused.
+        let counts = Array(minTokens...maxTokens)
+        let tokenShapes: [(String, (Int) -> [Int])] = [("point_coords", { [1, $0, 2] }), ("point_labels", { [1, $0] })]
+        for (name, shape) in tokenShapes {
+            let listed = decoderInputs.first { $0["name"] as? String == name }?["enumerated_shapes"] as? [[Int]]
+            guard listed == counts.map(shape) else {
+                throw ManifestError("the decoder takes \(name) of shapes \(listed.map { "\($0)" } ?? "fixed, not enumerated"), " +
+                                    "the manifest says \(minTokens) to \(maxTokens) prompt tokens")
+            }
         }
         guard let batchShape = pointShapes["decoder_batch"], batchShape.count == 3, batchShape[0] == batch,
               batchShape[2] == 2, batchShape[1] >= 1 else {
@@ -87,7 +102,8 @@ public struct ArtifactManifest {
         }
         self.precision = precision
         self.imgSize = imgSize
-        self.numPoints = numPoints
+        self.minTokens = minTokens
+        self.maxTokens = maxTokens
         self.everythingBatch = batch
         self.everythingPoints = batchShape[1]
         self.padColor = pad.map(UInt8.init)

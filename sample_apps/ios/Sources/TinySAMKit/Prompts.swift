@@ -25,10 +25,12 @@ public struct Prompts {
     }
 }
 
-/// Decoder inputs: (N, 2) coordinates in the resized frame, flattened, and (N) labels.
+/// Decoder inputs: (T, 2) coordinates in the resized frame, flattened, and (T) labels; T tokens, exactly.
 public struct DecoderPrompts {
     public let coords: [Float]
     public let labels: [Float]
+    /// T: the decoder input shapes are (1, T, 2) and (1, T).
+    public var tokens: Int { labels.count }
 }
 
 /// Throw PromptError for prompts that are malformed or fall outside the image (same rules as Python).
@@ -60,9 +62,17 @@ public func checkPrompts(_ prompts: Prompts, originalSize: Size) throws {
     }
 }
 
-/// Points first, then the two box corners; without a box one (0, 0) point with label -1 is appended, as
-/// SAM's predictor does; with numPoints (a fixed-shape decoder) the rest is padded with label -1.
-public func encodePrompts(_ prompts: Prompts, originalSize: Size, target: Int, numPoints: Int?) throws -> DecoderPrompts {
+/// Decoder tokens of a prompt: its points, then two box corners or one padding point (token_count in Python).
+public func tokenCount(pointCount: Int, hasBox: Bool) -> Int {
+    pointCount + (hasBox ? 2 : 1)
+}
+
+/// Exactly the tokens SAM's predictor builds: points first, then the two box corners, or without a box one
+/// (0, 0) point with label -1. Nothing else is padded (every padding token takes part in the decoder's
+/// attention and changes the masks): the decoder takes T = tokenCount tokens, as (1, T, 2) and (1, T).
+/// maxTokens: the most the decoder takes (the manifest's prompt_tokens.max); a longer prompt is refused,
+/// never truncated.
+public func encodePrompts(_ prompts: Prompts, originalSize: Size, target: Int, maxTokens: Int?) throws -> DecoderPrompts {
     try checkPrompts(prompts, originalSize: originalSize)
     var coords: [Float] = [], labels: [Float] = []
     if let points = prompts.points, let pointLabels = prompts.labels {
@@ -76,16 +86,9 @@ public func encodePrompts(_ prompts: Prompts, originalSize: Size, target: Int, n
         coords += [0, 0]
         labels.append(padLabel)
     }
-    guard let numPoints = numPoints else { return DecoderPrompts(coords: coords, labels: labels) }
-    return try padPoints(coords: coords, labels: labels, numPoints: numPoints)
-}
-
-/// Pad to numPoints with (0, 0) and label -1; refuse more than numPoints.
-public func padPoints(coords: [Float], labels: [Float], numPoints: Int) throws -> DecoderPrompts {
-    let n = labels.count
-    if n > numPoints {
-        throw PromptError(description: "\(n) prompt points (box corners and padding included) exceed the decoder's \(numPoints)")
+    if let maxTokens = maxTokens, labels.count > maxTokens {
+        throw PromptError(description: "\(labels.count) prompt tokens (points, then 2 box corners or 1 padding point) " +
+                                       "exceed the decoder's \(maxTokens)")
     }
-    return DecoderPrompts(coords: coords + [Float](repeating: 0, count: 2 * (numPoints - n)),
-                          labels: labels + [Float](repeating: padLabel, count: numPoints - n))
+    return DecoderPrompts(coords: coords, labels: labels)
 }

@@ -21,8 +21,9 @@ final class ManifestGoldenTests: XCTestCase {
             }
             let manifest = try ArtifactManifest(json: data)
             XCTAssertEqual(manifest.precision, row[2], row[1])
-            XCTAssertEqual([manifest.imgSize, manifest.numPoints, manifest.everythingBatch, manifest.everythingPoints],
+            XCTAssertEqual([manifest.imgSize, manifest.maxTokens, manifest.everythingBatch, manifest.everythingPoints],
                            row[3...6].map { Int($0)! }, row[1])
+            XCTAssertEqual(manifest.minTokens, 1, "\(row[1]): prompt tokens from 1 (an empty point list)")
             XCTAssertEqual(Set(manifest.artifacts.keys), Set(ArtifactManifest.roles), row[1])
         }
     }

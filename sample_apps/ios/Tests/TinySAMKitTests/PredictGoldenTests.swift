@@ -7,7 +7,9 @@ final class PredictGoldenTests: XCTestCase {
         for c in try Golden.cases("predict") {
             let originalSize = try c.size("original_size"), target = try c.int("img_size")
             let decoder = try encodePrompts(c.prompts(), originalSize: originalSize, target: target,
-                                            numPoints: try c.int("num_points"))
+                                            maxTokens: try c.int("max_tokens"))
+            // Exactly the prompt's tokens, (1, T, 2) and (1, T): nothing padded up to max_tokens.
+            XCTAssertEqual([1, decoder.tokens], try c.shape("decoder_labels"), "\(c.name): decoder tokens")
             GoldenAssert.close(decoder.coords, try c.floats("decoder_coords"), GoldenAssert.coordTolerance, "\(c.name): decoder coords")
             XCTAssertEqual(decoder.labels, try c.floats("decoder_labels"), "\(c.name): decoder labels")
 

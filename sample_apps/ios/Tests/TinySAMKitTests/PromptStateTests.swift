@@ -9,7 +9,7 @@ final class PromptStateTests: XCTestCase {
         var state = PromptState(imageSize: size)
         state.setBox(fromX: 500, y0: -20, toX: 100.5, y1: 120)
         XCTAssertEqual(state.box, [100.5, 0, 451, 120])
-        XCTAssertNoThrow(try encodePrompts(state.prompts, originalSize: size, target: 1024, numPoints: 8))
+        XCTAssertNoThrow(try encodePrompts(state.prompts, originalSize: size, target: 1024, maxTokens: 10))
     }
 
     func testPointsOutsideThePhotoAreClampedToItsEdges() {
@@ -24,16 +24,16 @@ final class PromptStateTests: XCTestCase {
     func testRefusedGoldenBoxIsAcceptedOnceClamped() throws {
         let c = try Golden.read("prompt_error_box_outside.bin")
         let size = try c.size("original_size"), box = try c.floats("box")
-        XCTAssertThrowsError(try encodePrompts(c.prompts(), originalSize: size, target: try c.int("img_size"), numPoints: 8))
+        XCTAssertThrowsError(try encodePrompts(c.prompts(), originalSize: size, target: try c.int("img_size"), maxTokens: try c.int("max_tokens")))
         var state = PromptState(imageSize: size)
         state.setBox(fromX: Double(box[0]), y0: Double(box[1]), toX: Double(box[2]), y1: Double(box[3]))
-        XCTAssertNoThrow(try encodePrompts(state.prompts, originalSize: size, target: try c.int("img_size"), numPoints: 8))
+        XCTAssertNoThrow(try encodePrompts(state.prompts, originalSize: size, target: try c.int("img_size"), maxTokens: try c.int("max_tokens")))
     }
 
     func testNoTapIsNoPointsAndClearForgetsEverything() throws {
         var state = PromptState(imageSize: size)
         XCTAssertNil(state.prompts.points)
-        XCTAssertThrowsError(try encodePrompts(state.prompts, originalSize: size, target: 1024, numPoints: 8))
+        XCTAssertThrowsError(try encodePrompts(state.prompts, originalSize: size, target: 1024, maxTokens: 10))
         state.addPoint(x: 10, y: 10, positive: true)
         state.setBox(fromX: 1, y0: 1, toX: 50, y1: 60)
         state.clear()

@@ -56,12 +56,27 @@ class ArtifactBundle private constructor(private val assets: AssetManager, manif
         val (x, y) = rows.getJSONArray(0) to rows.getJSONArray(1)
         FloatArray(2 * x.length()) { i -> (if (i < x.length()) x.getDouble(i) else y.getDouble(i - x.length())).toFloat() }
     }
+    /**
+     * The prompt-token counts the interactive decoder takes (prompt_tokens): every T from 1 (an empty point
+     * list: the padding point alone) to its maximum, exactly; each has its own 'decode_tokens_T' signature.
+     */
+    val tokenCounts: IntRange = manifest.optJSONObject("prompt_tokens").let { tokens ->
+        val min = tokens?.optInt("min", -1) ?: -1
+        val max = tokens?.optInt("max", -1) ?: -1
+        if (min != 1 || max < 3) {
+            throw ArtifactException("manifest prompt_tokens must be {\"min\": 1, \"max\": 3 or more}, got $tokens; " +
+                "convert again with the matching tinysam-mobile")
+        }
+        min..max
+    }
+    /** The most prompt tokens (points, then 2 box corners or 1 padding point) a prompt may have. */
+    val maxTokens: Int get() = tokenCounts.last
     val artifacts: Map<String, Artifact>
 
     init {
         val list = manifest.getJSONArray("artifacts")
         artifacts = (0 until list.length()).map { parseArtifact(list.getJSONObject(it)) }.associateBy { it.role }
-        for ((role, keys) in REQUIRED_SIGNATURES) {
+        for ((role, keys) in requiredSignatures(tokenCounts)) {
             val artifact = artifacts[role] ?: throw ArtifactException("manifest lists no '$role' artifact")
             keys.forEach { artifact.signature(it) }
         }
@@ -78,8 +93,16 @@ class ArtifactBundle private constructor(private val assets: AssetManager, manif
     companion object {
         const val DIR = "tinysam"
         const val FORMAT_VERSION = 1
-        /** convert --target tflite: encoder.tflite ('encode') and one decoder.tflite whose two signatures share weights. */
-        val REQUIRED_SIGNATURES = mapOf("encoder" to listOf("encode"), "decoder" to listOf("decode", "decode_batch"))
+        /** The interactive decoder's signature for prompts of exactly [tokens] tokens (converters' token_signature). */
+        fun tokenSignature(tokens: Int): String = "decode_tokens_$tokens"
+
+        /**
+         * convert --target tflite: encoder.tflite ('encode') and one decoder.tflite whose signatures share
+         * weights: 'decode_tokens_T' for every T of prompt_tokens, and 'decode_batch' (everything mode).
+         */
+        fun requiredSignatures(tokenCounts: IntRange): Map<String, List<String>> = mapOf(
+            "encoder" to listOf("encode"),
+            "decoder" to tokenCounts.map { tokenSignature(it) } + "decode_batch")
 
         fun load(assets: AssetManager): ArtifactBundle {
             val text = try {

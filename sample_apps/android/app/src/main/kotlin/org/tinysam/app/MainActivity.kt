@@ -165,7 +165,7 @@ class MainActivity : Activity() {
         try {
             var start = System.nanoTime()
             show("decoding…")
-            val decoderPrompts = encodePrompts(prompts, size, bundle!!.imgSize, model.numPoints)
+            val decoderPrompts = encodePrompts(prompts, size, bundle!!.imgSize, model.maxTokens)  // exactly T tokens
             val output = model.decode(features, decoderPrompts)
             val decodeMs = ms(start)
             start = System.nanoTime()

@@ -9,6 +9,7 @@ import org.tinysam.core.DecoderOutput
 import org.tinysam.core.DecoderPrompts
 import org.tinysam.core.EncoderInput
 import org.tinysam.core.PAD_LABEL
+import org.tinysam.core.PromptException
 import org.tinysam.core.pointFeatures
 import java.io.Closeable
 import java.nio.ByteBuffer
@@ -59,7 +60,8 @@ private class SignatureRunner(private val interpreter: Interpreter, val signatur
 /**
  * The artifacts of `convert --target tflite` behind the runner contract of the Python pipeline:
  * encoder.tflite ('encode': NHWC RGB pixels 0-255, mean-padded, normalisation inside the model) and
- * decoder.tflite, one interpreter with 'decode' (one prompt) and 'decode_batch' (everything mode).
+ * decoder.tflite, one interpreter with 'decode_tokens_T' for each prompt-token count T of the manifest's
+ * prompt_tokens (one prompt of exactly T tokens: nothing is padded) and 'decode_batch' (everything mode).
  * Shapes come from the manifest's signature specs.
  */
 class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeable {
@@ -67,16 +69,19 @@ class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeabl
     private val encoderInterpreter = interpreter(bundle, "encoder", accelerator)
     private val decoderInterpreter = interpreter(bundle, "decoder", accelerator)
     private val encoder = SignatureRunner(encoderInterpreter, bundle.artifacts.getValue("encoder").signature("encode"))
-    private val decoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode"))
+    /** One runner per token count T, on the 'decode_tokens_T' signature (all share the decoder's weights). */
+    private val decoders: Map<Int, SignatureRunner> = bundle.tokenCounts.associateWith {
+        SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature(ArtifactBundle.tokenSignature(it)))
+    }
     private val batchDecoder = SignatureRunner(decoderInterpreter, bundle.artifacts.getValue("decoder").signature("decode_batch"))
-    private val lowResSide = decoder.signature.output("low_res_masks").shape[3]
+    private val lowResSide = batchDecoder.signature.output("low_res_masks").shape[3]
     private val imgSize = bundle.imgSize
     /** w8a8 / w8a16: the decoder takes the points' Fourier features, computed here from the coordinates. */
     private val pointFeatureMatrix = bundle.pointFeatureMatrix
     private val pointsInput = if (pointFeatureMatrix == null) "point_coords" else "point_features"
 
-    /** Points per prompt of 'decode' (prompts are padded to it). */
-    val numPoints: Int = decoder.signature.input(pointsInput).shape[1]
+    /** The most prompt tokens (points, then 2 box corners or 1 padding point) of one prompt: the manifest's prompt_tokens.max. */
+    val maxTokens: Int = bundle.maxTokens
     /** Prompts per 'decode_batch' call and points per prompt (the grid point plus one padding point). */
     val everythingBatch: Int = batchDecoder.signature.input(pointsInput).shape[0]
     val everythingPoints: Int = batchDecoder.signature.input(pointsInput).shape[1]
@@ -103,9 +108,15 @@ class TinySamLiteRt(bundle: ArtifactBundle, accelerator: Accelerator) : Closeabl
         return DecoderOutput(out.getValue("low_res_masks"), out.getValue("iou_predictions"), lowResSide)
     }
 
-    /** One prompt (points padded to [numPoints]) -> 3 low-res masks and their predicted IoU. */
-    fun decode(embedding: FloatArray, prompts: DecoderPrompts): DecoderOutput =
-        run(decoder, embedding, prompts.coords, prompts.labels, 1)
+    /**
+     * One prompt of exactly T tokens ([org.tinysam.core.encodePrompts] with [maxTokens]) -> 3 low-res masks and
+     * their predicted IoU, through the 'decode_tokens_T' signature.
+     */
+    fun decode(embedding: FloatArray, prompts: DecoderPrompts): DecoderOutput {
+        val decoder = decoders[prompts.tokens] ?: throw PromptException(
+            "${prompts.tokens} prompt tokens (points, then 2 box corners or 1 padding point) exceed the decoder's $maxTokens")
+        return run(decoder, embedding, prompts.coords, prompts.labels, 1)
+    }
 
     /** Everything mode's decoder: fixed batch of single-point prompts; a short last batch is padded and trimmed. */
     fun batchDecoder(embedding: FloatArray): BatchDecoder = object : BatchDecoder {

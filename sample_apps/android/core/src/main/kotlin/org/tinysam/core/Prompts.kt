@@ -1,7 +1,7 @@
 package org.tinysam.core
 
 /**
- * Mirror of tinysam_mobile/utils/prompts.py: user prompts -> the decoder's fixed contract.
+ * Mirror of tinysam_mobile/utils/prompts.py: user prompts -> the decoder's contract (exact token counts).
  * Labels (SAM's ONNX decoder): -1 padding, 0 negative point, 1 positive point, 2 / 3 box corners.
  */
 
@@ -20,8 +20,11 @@ class PromptException(message: String) : IllegalArgumentException(message)
  */
 class Prompts(val points: FloatArray? = null, val labels: FloatArray? = null, val box: FloatArray? = null)
 
-/** Decoder inputs: (N, 2) coordinates in the resized frame, flattened, and (N) labels. */
-class DecoderPrompts(val coords: FloatArray, val labels: FloatArray)
+/** Decoder inputs: (T, 2) coordinates in the resized frame, flattened, and (T) labels; T tokens, exactly. */
+class DecoderPrompts(val coords: FloatArray, val labels: FloatArray) {
+    /** T: the decoder input shapes are (1, T, 2) and (1, T). */
+    val tokens: Int get() = labels.size
+}
 
 private fun fmt(v: Double): String = if (v == Math.rint(v) && Math.abs(v) < 1e15) v.toLong().toString() else v.toString()
 
@@ -60,29 +63,29 @@ fun checkPrompts(prompts: Prompts, originalSize: Size) {
     }
 }
 
+/** Decoder tokens of a prompt: its points, then two box corners or one padding point (token_count in Python). */
+fun tokenCount(pointCount: Int, hasBox: Boolean): Int = pointCount + if (hasBox) 2 else 1
+
 /**
- * Points first, then the two box corners; without a box one (0, 0) point with label -1 is appended,
- * as SAM's predictor does; with numPoints (a fixed-shape decoder) the rest is padded with label -1.
+ * Exactly the tokens SAM's predictor builds: points first, then the two box corners, or without a box one
+ * (0, 0) point with label -1. Nothing else is padded (every padding token takes part in the decoder's
+ * attention and changes the masks): the decoder takes T = [tokenCount] tokens. maxTokens: the most the
+ * decoder takes (the manifest's prompt_tokens.max); a longer prompt is refused, never truncated.
  */
-fun encodePrompts(prompts: Prompts, originalSize: Size, target: Int, numPoints: Int?): DecoderPrompts {
+fun encodePrompts(prompts: Prompts, originalSize: Size, target: Int, maxTokens: Int?): DecoderPrompts {
     checkPrompts(prompts, originalSize)
     val box = prompts.box
     val points = prompts.points
     // Labels without points are ignored, as in Python (checkPrompts refused points without labels).
     val pointLabels = points?.let { prompts.labels } ?: FloatArray(0)
+    val labels = pointLabels + (if (box != null) BOX_LABELS else floatArrayOf(PAD_LABEL))
+    if (maxTokens != null && labels.size > maxTokens) {
+        throw PromptException("${labels.size} prompt tokens (points, then 2 box corners or 1 padding point) exceed " +
+                              "the decoder's $maxTokens")
+    }
     val coords = (if (points != null) applyCoords(points, originalSize, target) else FloatArray(0)) +
         (if (box != null) applyBoxes(box, originalSize, target) else FloatArray(2))
-    val labels = pointLabels + (if (box != null) BOX_LABELS else floatArrayOf(PAD_LABEL))
-    return if (numPoints == null) DecoderPrompts(coords, labels) else padPoints(coords, labels, numPoints)
-}
-
-/** Pad to numPoints with (0, 0) and label -1; refuse more than numPoints. */
-fun padPoints(coords: FloatArray, labels: FloatArray, numPoints: Int): DecoderPrompts {
-    val n = labels.size
-    if (n > numPoints) {
-        throw PromptException("$n prompt points (box corners and padding included) exceed the decoder's $numPoints")
-    }
-    return DecoderPrompts(coords.copyOf(2 * numPoints), FloatArray(numPoints) { if (it < n) labels[it] else PAD_LABEL })
+    return DecoderPrompts(coords, labels)
 }
 
 /**

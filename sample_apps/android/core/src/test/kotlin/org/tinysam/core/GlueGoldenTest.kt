@@ -63,7 +63,9 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
     private fun predict() {
         val originalSize = size("original_size")
         val target = int("img_size")
-        val decoder = encodePrompts(prompts(), originalSize, target, int("num_points"))
+        val decoder = encodePrompts(prompts(), originalSize, target, int("max_tokens"))
+        // Exactly the prompt's tokens, (1, T, 2) and (1, T): nothing padded up to max_tokens.
+        assertEquals("tokens", t.getValue("decoder_labels").shape[1], decoder.tokens)
         assertArrayEquals("decoder coords", t.getValue("decoder_coords").floats(), decoder.coords, COORD_TOLERANCE)
         assertArrayEquals("decoder labels", t.getValue("decoder_labels").floats(), decoder.labels, 0.0f)
         val features = pointFeatures(t.getValue("decoder_coords").floats(), t.getValue("gaussian_matrix").floats(), target)
@@ -89,9 +91,19 @@ class GlueGoldenTest(private val kind: String, private val file: String) {
     }
 
     private fun promptError() {
+        val prompts = prompts()
+        val maxTokens = int("max_tokens")
         try {
-            encodePrompts(prompts(), size("original_size"), int("img_size"), int("num_points"))
+            encodePrompts(prompts, size("original_size"), int("img_size"), maxTokens)
         } catch (e: PromptException) {
+            // Refused for its token count (the prompt itself is valid): the reference's wording.
+            val valid = try { checkPrompts(prompts, size("original_size")); true } catch (invalid: PromptException) { false }
+            if (valid) {
+                val tokens = tokenCount((prompts.points?.size ?: 0) / 2, prompts.box != null)
+                assertEquals("refusal of $tokens tokens",
+                             "$tokens prompt tokens (points, then 2 box corners or 1 padding point) exceed the decoder's $maxTokens",
+                             e.message)
+            }
             return
         }
         fail("prompts accepted that the Python pipeline refuses")

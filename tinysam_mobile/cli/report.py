@@ -1,0 +1,80 @@
+"""`tinysam-mobile report`: the fidelity report of every target and precision, as one Markdown page."""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import TinySamError
+from . import app
+from .options import CheckpointOption
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(Path("docs/report"), "--out", "-o", help="Folder of the page (README.md) and its "
+                             "pictures; replaced whole when the report is written."),
+    checkpoint: Optional[Path] = CheckpointOption,
+    cache: Path = typer.Option(Path("outputs/report-cache"), help="Where each row's artifacts and figures are kept "
+                               "(reused while the checkpoint, scales file and settings are the same)."),
+    row: Optional[list[str]] = typer.Option(None, "--row", help="Measure only these rows (folder names such as "
+                                            "tflite-fp16, coreml-palettize6, tflite-w8a8-ptq); repeatable. The page "
+                                            "still shows every row already measured. Default: all.",
+                                            show_default=False),
+    scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate' (of the "
+                                          "same checkpoint): needed by the rows tflite-w8a8-ptq and coreml-w8a8-ptq, "
+                                          "which are left out without it.", show_default=False),
+    images: int = typer.Option(8, min=1, help="Held-out photos and generated scenes."),
+    prompts_per_image: int = typer.Option(19, min=1, help="Prompts per image, through every prompt shape in turn."),
+    latency_runs: int = typer.Option(3, min=1, help="Timed runs per CPU latency figure (median)."),
+    threads: int = typer.Option(2, min=1, help="CPU threads of PyTorch, LiteRT and ONNX Runtime."),
+    img_size: int = typer.Option(1024, help="Model input side: 1024 as shipped; smaller multiples of 64 only "
+                                 "for quick checks."),
+) -> None:
+    """Convert every precision of every target from one checkpoint (LiteRT fp32, fp16, int8, int8-xnnpack,
+    w8a8 min/max and TinySAM PTQ, w8a16; ONNX fp32, int8; CoreML fp16, int8, palettize8/6/4, w8a8), compare
+    each with FP32 PyTorch as 'validate' does, and write OUT/README.md: the table (mask IoU mean / p5 / min
+    against each precision's target, embedding cosine, IoU-score error, size, CPU latency), mask IoU per
+    prompt-token count, two plots and an overlay sheet of the same prompts through every row."""
+    import sys
+
+    from rich.progress import Progress
+
+    from ..calibration.dataset import default_images
+    from ..checkpoint import checkpoint_id, load_tinysam
+    from ..modeling import TinySamConfig
+    from ..report.build import build_report, header, row_target
+    from ..report.measure import ReportConfig
+    from ..report.page import write_page
+    from ..report.rows import ROWS, select_rows
+    from ..utils.files import atomic_directory, check_outputs
+
+    chosen = select_rows(row)
+    if scales is None:
+        asked = [r.folder for r in chosen if r.ptq_scales and row]
+        if asked:
+            raise TinySamError(f"row {asked[0]} needs --scales (from 'tinysam-mobile calibrate')")
+        chosen = tuple(r for r in chosen if not r.ptq_scales)
+    elif not scales.is_file():
+        raise TinySamError(f"--scales {scales} does not exist")
+    try:
+        model_config = TinySamConfig(img_size)
+    except ValueError as exc:
+        raise TinySamError(f"--img-size: {exc}") from None
+    check_outputs(folders=(out,))
+    model = load_tinysam(checkpoint, model_config)
+    sha = checkpoint_id(checkpoint)
+    config = ReportConfig(images, prompts_per_image, latency_runs, threads)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("report", total=None)
+        records = build_report(model, sha, chosen, cache, scales, config, default_images(images, held_out=True),
+                               progress=lambda text: bar.update(task, description=text))
+    weights = ("the embedded demo model (tinysam_mobile/weights/MODEL_CARD.md)" if checkpoint is None
+               else f"checkpoint {checkpoint.name}")
+    missing = [r.name for r in ROWS if r.name not in records]
+    command = "tinysam-mobile report " + " ".join(sys.argv[2:])
+    targets = {r.name: row_target(r) for r in ROWS}
+    with atomic_directory(out) as work:
+        write_page(work, records, targets, header(weights, sha, command, config, img_size, missing))
+    typer.echo(f"report: {out / 'README.md'} ({len(records) - 1} rows measured"
+               + (f"; not measured: {', '.join(missing)}" if missing else "") + ")")

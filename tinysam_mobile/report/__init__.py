@@ -1,0 +1,1 @@
+"""The fidelity report: every target and precision of one checkpoint against FP32 PyTorch, as one page."""

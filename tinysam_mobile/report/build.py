@@ -1,0 +1,99 @@
+"""Build the report: convert and measure the chosen rows (each kept in the cache, so the report can be
+made in several runs), then write the page from every row measured for this checkpoint and settings."""
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..utils.files import atomic_path
+from .measure import ReportConfig, _source, converted, measure_row
+from .rows import ROWS, Row
+
+REFERENCE = "torch fp32 (reference)"
+# Mean mask IoU each row must reach (the issue's targets; validate's thresholds per precision; palettes:
+# 6 bits 0.97, 8 bits as int8, 4 bits reported only).
+EXTRA_TARGETS = {"palettize8": 0.98, "palettize6": 0.97}
+
+
+def row_target(row: Row) -> Optional[float]:
+    from ..validation import THRESHOLDS
+
+    return EXTRA_TARGETS.get(row.precision, THRESHOLDS.get(row.precision))
+
+
+def _record_path(cache: Path, name: str) -> Path:
+    return cache / f"{name.replace(' ', '_').replace('(', '').replace(')', '').replace('/', '')}.figures.json"
+
+
+def _cached(path: Path, key: dict) -> Optional[dict]:
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("key") == key:
+            return record
+    return None
+
+
+def _store(path: Path, key: dict, figures: dict) -> dict:
+    record = {"key": key, **figures}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record) + "\n")
+    return record
+
+
+def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Path, scales: Optional[Path],
+                 config: ReportConfig, images, progress: Callable[[str], None]) -> dict[str, dict]:
+    """{row name: figures} for the reference and every row of ROWS measured with these settings (the ones
+    asked for now are converted and measured unless already cached)."""
+    from ..runners import TorchRunner
+    from ..runners.factory import make_runner
+
+    settings = {**asdict(config), "img_size": model.config.img_size}
+    reference = TorchRunner(model)
+    key = {**_source(checkpoint_sha256, None), **settings}
+    path = _record_path(cache, REFERENCE)
+    records = {REFERENCE: _cached(path, key)}
+    if records[REFERENCE] is None:
+        progress("timing FP32 PyTorch")
+        cache.mkdir(parents=True, exist_ok=True)
+        records[REFERENCE] = _store(path, key, measure_row(reference, None, images, config))
+    for row in rows:
+        row_key = {**_source(checkpoint_sha256, scales if row.ptq_scales else None), **settings}
+        path = _record_path(cache, row.name)
+        if _cached(path, row_key) is None:
+            progress(f"{row.name}: converting (or reusing the cached artifacts)")
+            folder = converted(row, model, checkpoint_sha256, cache, scales)
+            progress(f"{row.name}: measuring against FP32 PyTorch")
+            options = {"threads": config.threads} if row.target in ("tflite", "onnx") else {}
+            runner = make_runner(row.target, artifacts=folder, **options)
+            _store(path, row_key, measure_row(runner, reference, images, config, folder))
+    for row in ROWS:  # every row measured with these settings, in ROWS order, from this run or an earlier one
+        row_key = {**_source(checkpoint_sha256, scales if row.ptq_scales else None), **settings}
+        record = _cached(_record_path(cache, row.name), row_key)
+        if record is not None:
+            records[row.name] = record
+    return records
+
+
+def header(weights: str, checkpoint_sha256: str, command: str, config: ReportConfig, img_size: int,
+           missing: list[str]) -> str:
+    machine = f"{platform.processor() or platform.machine()}, {config.threads} threads"
+    lines = [
+        "# Fidelity report: every target and precision against FP32 PyTorch",
+        "",
+        f"Weights: {weights} (SHA-256 `{checkpoint_sha256[:16]}...`). Input size {img_size}.",
+        f"Reproduce: `{command}` (artifacts and figures are kept in the cache folder, so rows can be measured "
+        "in several runs).",
+        "",
+        f"Both sides are `TinySamPredictor` as a user calls it, on {config.images} held-out images (scikit-image "
+        f"photos and generated scenes never used for calibration or training), {config.prompts_per_image} prompts "
+        "each: 0-9 points without a box and 0-8 with one, every prompt-token count 1-10, each exactly as given. "
+        "Mask IoU compares every mask of every prompt (3 per prompt) at the image's size. CoreML runs through the "
+        "project's MIL interpreter on Linux (no latency quoted); LiteRT on XNNPACK, ONNX Runtime on its CPU "
+        f"provider: median of {config.latency_runs} runs on {machine}, one process, on a machine shared with "
+        "other jobs (compare rows, not machines).",
+    ]
+    if missing:
+        lines += ["", "Not measured in this report: " + ", ".join(missing) + "."]
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""The report's rows: every precision of every target, from one checkpoint."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    target: str
+    precision: str
+    ptq_scales: bool = False  # converted with the TinySAM PTQ scales file (`calibrate`) instead of min/max
+
+    @property
+    def name(self) -> str:
+        method = {True: " (TinySAM PTQ)", False: " (min/max)"}[self.ptq_scales] if self.precision == "w8a8" else ""
+        return f"{self.target} {self.precision}{method}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.target}-{self.precision}" + ("-ptq" if self.ptq_scales else "")
+
+
+# CoreML w8a8 takes its activation ranges from a scales file only (no macOS calibration run here).
+ROWS = (
+    Row("tflite", "fp32"), Row("tflite", "fp16"), Row("tflite", "int8"), Row("tflite", "int8-xnnpack"),
+    Row("tflite", "w8a8"), Row("tflite", "w8a8", ptq_scales=True), Row("tflite", "w8a16"),
+    Row("onnx", "fp32"), Row("onnx", "int8"),
+    Row("coreml", "fp16"), Row("coreml", "int8"), Row("coreml", "palettize8"), Row("coreml", "palettize6"),
+    Row("coreml", "palettize4"), Row("coreml", "w8a8", ptq_scales=True),
+)
+
+
+def select_rows(names: "list[str] | None") -> tuple[Row, ...]:
+    """ROWS whose folder name is listed (all when names is None); unknown names are refused."""
+    from ..errors import TinySamError
+
+    if not names:
+        return ROWS
+    known = {row.folder: row for row in ROWS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise TinySamError(f"unknown report row {unknown[0]!r}; choose from {', '.join(known)}")
+    return tuple(known[name] for name in names)
