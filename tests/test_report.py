@@ -1,0 +1,45 @@
+"""`tinysam-mobile report` on a small config: one cheap row at input size 256, through the real verb."""
+
+import json
+
+import pytest
+
+from test_cli import assert_one_line_error, run_cli
+
+SMALL = ("--images", "1", "--prompts-per-image", "4", "--latency-runs", "1", "--img-size", "256")
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    result = run_cli("report", "--out", root / "page", "--cache", root / "cache", "--row", "onnx-fp32", *SMALL)
+    assert result.returncode == 0, result.stderr
+    return root, result
+
+
+def test_page_holds_the_measured_row_and_its_pictures(small_report):
+    root, result = small_report
+    page = (root / "page" / "README.md").read_text()
+    onnx_row = next(line for line in page.splitlines() if line.startswith("| onnx fp32 |"))
+    assert float(onnx_row.split("|")[2]) >= 0.995  # fp32 ONNX against fp32 PyTorch, through the same predictor
+    assert "0.995: met" in onnx_row
+    assert "| torch fp32 (reference) |" in page and "Not measured in this report: tflite fp32" in page
+    assert "report --out" in page  # the command that reproduces it
+    for picture in ("overlays.png", "mask_iou_distribution.png", "size_vs_mask_iou.png"):
+        assert (root / "page" / picture).stat().st_size > 1000
+    figures = json.loads((root / "cache" / "onnx_fp32.figures.json").read_text())
+    assert figures["mask_iou"]["count"] == 4 * 3 and figures["key"]["img_size"] == 256
+
+
+def test_a_second_run_reuses_the_cached_row(small_report):
+    root, _ = small_report
+    record = root / "cache" / "onnx_fp32.figures.json"
+    before = record.stat().st_mtime_ns
+    result = run_cli("report", "--out", root / "page", "--cache", root / "cache", "--row", "onnx-fp32", *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert record.stat().st_mtime_ns == before  # neither converted nor measured again
+
+
+def test_bad_rows_and_missing_scales_are_one_line_errors(tmp_path):
+    assert_one_line_error(run_cli("report", "--out", tmp_path / "a", "--row", "tflite-fp64"), "unknown report row")
+    assert_one_line_error(run_cli("report", "--out", tmp_path / "b", "--row", "tflite-w8a8-ptq"), "needs --scales")
