@@ -36,8 +36,7 @@ def report(
     each with FP32 PyTorch as 'validate' does, and write OUT/README.md: the table (mask IoU mean / p5 / min
     against each precision's target, embedding cosine, IoU-score error, size, CPU latency), mask IoU per
     prompt-token count, two plots and an overlay sheet of the same prompts through every row."""
-    import sys
-
+    import click
     from rich.progress import Progress
 
     from ..calibration.dataset import default_images
@@ -72,7 +71,12 @@ def report(
     weights = ("the embedded demo model (tinysam_mobile/weights/MODEL_CARD.md)" if checkpoint is None
                else f"checkpoint {checkpoint.name}")
     missing = [r.name for r in ROWS if r.name not in records]
-    command = "tinysam-mobile report " + " ".join(sys.argv[2:])
+    # What regenerates the whole page: the options that differ from their defaults, every row (--row only
+    # splits the work into several runs).
+    context = click.get_current_context()
+    command = " ".join(["tinysam-mobile report"] + [
+        f"{option.opts[0]} {context.params[option.name]}" for option in context.command.params
+        if option.name != "row" and context.params[option.name] not in (None, option.default)])
     targets = {r.name: row_target(r) for r in ROWS}
     with atomic_directory(out) as work:
         write_page(work, records, targets, header(weights, sha, command, config, img_size, missing))
