@@ -12,6 +12,7 @@ from .options import CheckpointOption
 
 @app.command()
 def report(
+    context: typer.Context,
     out: Path = typer.Option(Path("docs/report"), "--out", "-o", help="Folder of the page (README.md) and its "
                              "pictures; replaced whole when the report is written."),
     checkpoint: Optional[Path] = CheckpointOption,
@@ -36,7 +37,6 @@ def report(
     each with FP32 PyTorch as 'validate' does, and write OUT/README.md: the table (mask IoU mean / p5 / min
     against each precision's target, embedding cosine, IoU-score error, size, CPU latency), mask IoU per
     prompt-token count, two plots and an overlay sheet of the same prompts through every row."""
-    import click
     from rich.progress import Progress
 
     from ..calibration.dataset import default_images
@@ -73,12 +73,11 @@ def report(
     missing = [r.name for r in ROWS if r.name not in records]
     # What regenerates the whole page: the options that differ from their defaults, every row (--row only
     # splits the work into several runs).
-    context = click.get_current_context()
     command = " ".join(["tinysam-mobile report"] + [
         f"{option.opts[0]} {context.params[option.name]}" for option in context.command.params
         if option.name != "row" and context.params[option.name] not in (None, option.default)])
     targets = {r.name: row_target(r) for r in ROWS}
     with atomic_directory(out) as work:
-        write_page(work, records, targets, header(weights, sha, command, config, img_size, missing))
+        write_page(work, records, targets, header(weights, sha, command, config, img_size, missing, scales))
     typer.echo(f"report: {out / 'README.md'} ({len(records) - 1} rows measured"
                + (f"; not measured: {', '.join(missing)}" if missing else "") + ")")

@@ -77,14 +77,15 @@ def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Pa
 
 
 def header(weights: str, checkpoint_sha256: str, command: str, config: ReportConfig, img_size: int,
-           missing: list[str]) -> str:
+           missing: list[str], scales: Optional[Path]) -> str:
     machine = f"{platform.processor() or platform.machine()}, {config.threads} threads"
     lines = [
         "# Fidelity report: every target and precision against FP32 PyTorch",
         "",
         f"Weights: {weights} (SHA-256 `{checkpoint_sha256[:16]}...`). Input size {img_size}.",
         f"Reproduce: `{command}` (artifacts and figures are kept in the cache folder, so rows can be measured "
-        "in several runs).",
+        "in several runs)." + (f" The TinySAM PTQ rows' scales: `tinysam-mobile calibrate --out {scales}` "
+                               "(W8A8, the 8 default calibration images)." if scales else ""),
         "",
         f"Both sides are `TinySamPredictor` as a user calls it, on {config.images} held-out images (scikit-image "
         f"photos and generated scenes never used for calibration or training), {config.prompts_per_image} prompts "
