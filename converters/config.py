@@ -5,11 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import TinySamError
-
-# Interactive decoder: a prompt is its points, then 2 box corners or 1 padding point (utils/prompts), and the
-# decoder takes exactly that many tokens, from MIN_PROMPT_TOKENS (an empty point list) to max_tokens.
-MIN_PROMPT_TOKENS = 1
-DEFAULT_MAX_TOKENS = 10  # 8 points and a box, or 9 points
+from ..utils.prompts import DEFAULT_MAX_TOKENS, token_range
 DEFAULT_EVERYTHING_BATCH = 64  # batched decoder: single-point prompts per call in everything mode
 EVERYTHING_POINTS = 2  # each everything-mode prompt: the grid point plus the padding point SAM appends
 
@@ -31,4 +27,4 @@ class ConvertConfig:
 
 def token_counts(config: ConvertConfig) -> range:
     """Every prompt-token count the interactive decoder takes."""
-    return range(MIN_PROMPT_TOKENS, config.max_tokens + 1)
+    return token_range(config.max_tokens)

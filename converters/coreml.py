@@ -232,9 +232,8 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         img_size=model.config.img_size, artifacts=records,
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
         coreml={
-            "minimum_deployment_target": max((deployment_target(ct, config.precision, role == INTERACTIVE_DECODER)
-                                              for role in PARTS),
-                                             key=lambda target: target.value).name,
+            # the interactive decoder's (iOS18, enumerated token shapes): the highest of the three packages
+            "minimum_deployment_target": deployment_target(ct, config.precision, enumerated_tokens=True).name,
             "compute_precision": effective_compute_precision(config),
             "image_input": {"color_layout": "RGB", "range": "0-255", "pad_color_rgb": PAD_COLOR_RGB,
                             "normalisation": "inside the model: (rgb - pixel_mean) / pixel_std"},

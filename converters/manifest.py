@@ -166,3 +166,13 @@ def load_manifest(root: "str | Path", verify: bool = True) -> dict[str, Any]:
 def prompt_tokens(counts: range) -> dict[str, int]:
     """The manifest's prompt_tokens: the decoder takes every token count from min to max, exactly."""
     return {"min": counts.start, "max": counts.stop - 1}
+
+
+def token_bounds(manifest: dict[str, Any], root: "str | Path") -> tuple[int, int]:
+    """(min, max) of the manifest's prompt_tokens, for runners of fixed-shape decoders; a manifest without
+    them holds a padded decoder of an older version."""
+    tokens = manifest.get("prompt_tokens")
+    if tokens is None:
+        raise ArtifactError(f"{root}: the manifest has no prompt_tokens (a padded decoder of an older version); "
+                            "convert again")
+    return tokens["min"], tokens["max"]

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ..modeling import TinySam
-from .config import MIN_PROMPT_TOKENS, ConvertConfig
+from ..utils.prompts import MIN_PROMPT_TOKENS, token_range
+from .config import ConvertConfig
 from .export_modules import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PixelEncoder,
                              PromptDecoder, decoder_sample_inputs, export_copy)
 from .manifest import artifact_record, prompt_tokens, write_manifest
@@ -75,7 +76,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                  artifact_record(work_dir, DECODER_FILE, "decoder", **_tensor_specs(work_dir / DECODER_FILE))]
     return write_manifest(
         work_dir, target="onnx", precision=config.precision, checkpoint_sha256=checkpoint_sha256, img_size=size,
-        artifacts=artifacts, prompt_tokens=prompt_tokens(range(MIN_PROMPT_TOKENS, MAX_ONNX_TOKENS + 1)),
+        artifacts=artifacts, prompt_tokens=prompt_tokens(token_range(MAX_ONNX_TOKENS)),
         encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 float; "
                        "pad bottom/right with pixel_mean; normalisation happens inside the model"},
         decoder={"dynamic_axes": {"prompts": "B of point_coords, point_labels, mask_input, has_mask_input",

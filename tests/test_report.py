@@ -27,13 +27,13 @@ def test_page_holds_the_measured_row_and_its_pictures(small_report):
     assert "report --out" in page  # the command that reproduces it
     for picture in ("overlays.png", "mask_iou_distribution.png", "size_vs_mask_iou.png"):
         assert (root / "page" / picture).stat().st_size > 1000
-    figures = json.loads((root / "cache" / "onnx_fp32.figures.json").read_text())
+    figures = json.loads((root / "cache" / "onnx-fp32.figures.json").read_text())
     assert figures["mask_iou"]["count"] == 4 * 3 and figures["key"]["img_size"] == 256
 
 
 def test_a_second_run_reuses_the_cached_row(small_report):
     root, _ = small_report
-    record = root / "cache" / "onnx_fp32.figures.json"
+    record = root / "cache" / "onnx-fp32.figures.json"
     before = record.stat().st_mtime_ns
     result = run_cli("report", "--out", root / "page", "--cache", root / "cache", "--row", "onnx-fp32", *SMALL)
     assert result.returncode == 0, result.stderr

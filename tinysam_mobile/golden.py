@@ -37,12 +37,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .automatic_mask_generator import TinySamHierarchicalMaskGenerator
-from .converters.config import DEFAULT_MAX_TOKENS
 from .errors import ImageError, PromptError, TinySamError
 from .golden_manifests import write_manifest_cases
 from .predictor import TinySamPredictor
 from .utils.image_io import load_image
-from .utils.prompts import point_features
+from .utils.prompts import DEFAULT_MAX_TOKENS, point_features
 from .utils.transforms import pad_pixels, preprocess, resize_longest_side, resized_shape
 
 MAGIC = b"TSGOLD01"

@@ -14,10 +14,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from .converters.config import EVERYTHING_POINTS, MIN_PROMPT_TOKENS, ConvertConfig
+from .converters.config import EVERYTHING_POINTS, ConvertConfig
 from .converters.coreml import PAD_COLOR_RGB, PRECISIONS, check_config
 from .converters.manifest import FORMAT_VERSION, artifact_record, prompt_tokens, write_manifest
 from .errors import TinySamError
+from .utils.prompts import token_range
 
 MANIFEST_DIR = "manifests"
 ROLE_FILES = {"encoder": "encoder.mlpackage", "decoder": "decoder.mlpackage", "decoder_batch": "decoder_batch.mlpackage"}
@@ -29,7 +30,7 @@ def _specs(role: str, img_size: int, max_tokens: int, batch: int) -> dict[str, A
         enumerated = {} if tokens is None else {"enumerated_shapes": [[*shape[:1], t, *shape[2:]] for t in tokens]}
         return {"name": name, "kind": "tensor", "shape": shape, "dtype": "float32", **enumerated}
 
-    counts = range(MIN_PROMPT_TOKENS, max_tokens + 1)
+    counts = token_range(max_tokens)
     inputs = {
         "encoder": [{"name": "image", "kind": "image", "color_space": "RGB", "shape": [1, 3, img_size, img_size]}],
         "decoder": [tensor("point_coords", [1, max_tokens, 2], counts), tensor("point_labels", [1, max_tokens], counts)],
@@ -47,7 +48,7 @@ def coreml_manifest(root: Path, precision: str, img_size: int, max_tokens: int, 
         (root / file / "Manifest.json").write_text(f'{{"role": "{role}"}}\n')
         records.append(artifact_record(root, file, role, **_specs(role, img_size, max_tokens, batch)))
     return write_manifest(root, target="coreml", precision=precision, checkpoint_sha256="golden", img_size=img_size,
-                          artifacts=records, prompt_tokens=prompt_tokens(range(MIN_PROMPT_TOKENS, max_tokens + 1)),
+                          artifacts=records, prompt_tokens=prompt_tokens(token_range(max_tokens)),
                           everything_batch=batch,
                           coreml={"image_input": {"color_layout": "RGB", "range": "0-255", "pad_color_rgb": PAD_COLOR_RGB}})
 

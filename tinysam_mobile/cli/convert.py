@@ -6,8 +6,9 @@ from typing import Optional
 
 import typer
 
-from ..converters.config import DEFAULT_EVERYTHING_BATCH, DEFAULT_MAX_TOKENS
+from ..converters.config import DEFAULT_EVERYTHING_BATCH
 from ..errors import TinySamError
+from ..utils.prompts import DEFAULT_MAX_TOKENS
 from . import app
 from .options import CheckpointOption
 

@@ -7,6 +7,7 @@ import typer
 
 from ..errors import TinySamError
 from . import app
+from ..utils.prompts import DEFAULT_PROMPTS_PER_IMAGE
 from .options import CheckpointOption
 
 
@@ -26,7 +27,8 @@ def report(
                                           "same checkpoint): needed by the rows tflite-w8a8-ptq and coreml-w8a8-ptq, "
                                           "which are left out without it.", show_default=False),
     images: int = typer.Option(8, min=1, help="Held-out photos and generated scenes."),
-    prompts_per_image: int = typer.Option(19, min=1, help="Prompts per image, through every prompt shape in turn."),
+    prompts_per_image: int = typer.Option(DEFAULT_PROMPTS_PER_IMAGE, min=1,
+                                          help="Prompts per image, through every prompt shape in turn."),
     latency_runs: int = typer.Option(3, min=1, help="Timed runs per CPU latency figure (median)."),
     threads: int = typer.Option(2, min=1, help="CPU threads of PyTorch, LiteRT and ONNX Runtime."),
     img_size: int = typer.Option(1024, help="Model input side: 1024 as shipped; smaller multiples of 64 only "
@@ -50,9 +52,9 @@ def report(
 
     chosen = select_rows(row)
     if scales is None:
-        asked = [r.folder for r in chosen if r.ptq_scales and row]
-        if asked:
-            raise TinySamError(f"row {asked[0]} needs --scales (from 'tinysam-mobile calibrate')")
+        needing = [r.folder for r in chosen if r.ptq_scales]
+        if needing and row:  # asked for by name; by default these rows are left out
+            raise TinySamError(f"row {needing[0]} needs --scales (from 'tinysam-mobile calibrate')")
         chosen = tuple(r for r in chosen if not r.ptq_scales)
     elif not scales.is_file():
         raise TinySamError(f"--scales {scales} does not exist")

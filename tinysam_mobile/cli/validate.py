@@ -6,9 +6,8 @@ from typing import Optional
 
 import typer
 
-from ..converters.config import DEFAULT_MAX_TOKENS
 from ..errors import TinySamError
-from ..utils.prompts import prompt_shapes
+from ..utils.prompts import DEFAULT_PROMPTS_PER_IMAGE
 from . import app
 from .options import CheckpointOption, DelegateOption, runner_options
 
@@ -23,7 +22,7 @@ def validate(
     checkpoint: Optional[Path] = CheckpointOption,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here.",
                                             show_default=False),
-    prompts_per_image: int = typer.Option(len(prompt_shapes(DEFAULT_MAX_TOKENS)), min=1, help="Prompts per image, as a user "
+    prompts_per_image: int = typer.Option(DEFAULT_PROMPTS_PER_IMAGE, min=1, help="Prompts per image, as a user "
                                           "gives them: 0 to 9 points without a box, 0 to 8 with one (every "
                                           "token count the decoder takes), in turn across the images."),
     delegate: str = DelegateOption,

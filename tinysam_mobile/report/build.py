@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..utils.files import atomic_path
-from .measure import ReportConfig, _source, converted, measure_row
+from .measure import CPU_RUNTIMES, ReportConfig, artifact_source, converted, measure_row
 from .rows import ROWS, Row
 
 REFERENCE = "torch fp32 (reference)"
+REFERENCE_RECORD = "torch-fp32-reference"
 # Mean mask IoU each row must reach (the targets; validate's thresholds per precision; palettes:
 # 6 bits 0.97, 8 bits as int8, 4 bits reported only).
 EXTRA_TARGETS = {"palettize8": 0.98, "palettize6": 0.97}
@@ -21,10 +22,6 @@ def row_target(row: Row) -> Optional[float]:
     from ..validation import THRESHOLDS
 
     return EXTRA_TARGETS.get(row.precision, THRESHOLDS.get(row.precision))
-
-
-def _record_path(cache: Path, name: str) -> Path:
-    return cache / f"{name.replace(' ', '_').replace('(', '').replace(')', '').replace('/', '')}.figures.json"
 
 
 def _cached(path: Path, key: dict) -> Optional[dict]:
@@ -50,27 +47,26 @@ def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Pa
     from ..runners.factory import make_runner
 
     settings = {**asdict(config), "img_size": model.config.img_size}
+    plain, ptq = artifact_source(checkpoint_sha256, None), artifact_source(checkpoint_sha256, scales)
+    source = {row: ptq if row.ptq_scales else plain for row in ROWS}
+    record_path = lambda name: cache / f"{name}.figures.json"  # noqa: E731
     reference = TorchRunner(model)
-    key = {**_source(checkpoint_sha256, None), **settings}
-    path = _record_path(cache, REFERENCE)
+    path, key = record_path(REFERENCE_RECORD), {**plain, **settings}
     records = {REFERENCE: _cached(path, key)}
     if records[REFERENCE] is None:
         progress("timing FP32 PyTorch")
         cache.mkdir(parents=True, exist_ok=True)
         records[REFERENCE] = _store(path, key, measure_row(reference, None, images, config))
-    for row in rows:
-        row_key = {**_source(checkpoint_sha256, scales if row.ptq_scales else None), **settings}
-        path = _record_path(cache, row.name)
-        if _cached(path, row_key) is None:
+    for row in ROWS:  # the rows asked for are measured unless cached; every row measured with these settings shows
+        path, key = record_path(row.folder), {**source[row], **settings}
+        record = _cached(path, key)
+        if record is None and row in rows:
             progress(f"{row.name}: converting (or reusing the cached artifacts)")
-            folder = converted(row, model, checkpoint_sha256, cache, scales)
+            folder = converted(row, model, checkpoint_sha256, cache, scales, source[row])
             progress(f"{row.name}: measuring against FP32 PyTorch")
-            options = {"threads": config.threads} if row.target in ("tflite", "onnx") else {}
+            options = {"threads": config.threads} if row.target in CPU_RUNTIMES else {}
             runner = make_runner(row.target, artifacts=folder, **options)
-            _store(path, row_key, measure_row(runner, reference, images, config, folder))
-    for row in ROWS:  # every row measured with these settings, in ROWS order, from this run or an earlier one
-        row_key = {**_source(checkpoint_sha256, scales if row.ptq_scales else None), **settings}
-        record = _cached(_record_path(cache, row.name), row_key)
+            record = _store(path, key, measure_row(runner, reference, images, config, folder))
         if record is not None:
             records[row.name] = record
     return records

@@ -28,23 +28,23 @@ SHEET_PROMPTS = (
 
 
 @dataclass(frozen=True)
-class ReportConfig:
-    images: int = 8              # held-out photos and generated scenes (validate's default set)
-    prompts_per_image: int = 19  # one of every prompt shape a 10-token decoder takes
-    latency_runs: int = 3
-    threads: int = 2
+class ReportConfig:  # the `report` verb's options
+    images: int             # held-out photos and generated scenes
+    prompts_per_image: int
+    latency_runs: int
+    threads: int
     seed: int = 0
 
 
-def _source(checkpoint_sha256: str, scales: Optional[Path]) -> dict:
+def artifact_source(checkpoint_sha256: str, scales: Optional[Path]) -> dict:
+    """What a row's artifacts come from: the checkpoint and, for the TinySAM PTQ rows, the scales file."""
     return {"checkpoint_sha256": checkpoint_sha256, "scales_sha256": file_sha256(scales) if scales else None}
 
 
-def converted(row: Row, model, checkpoint_sha256: str, cache: Path, scales: Optional[Path]) -> Path:
-    """cache/<row folder>: the row's artifacts, converted unless already there from the same checkpoint
-    (and scales file); the record of what they came from lies beside them."""
+def converted(row: Row, model, checkpoint_sha256: str, cache: Path, scales: Optional[Path], source: dict) -> Path:
+    """cache/<row folder>: the row's artifacts, converted unless already there from the same source
+    (artifact_source); the record of what they came from lies beside them."""
     folder, record = cache / row.folder, cache / f"{row.folder}.source.json"
-    source = _source(checkpoint_sha256, scales if row.ptq_scales else None)
     if (folder / MANIFEST_NAME).is_file() and record.is_file() and json.loads(record.read_text()) == source:
         return folder
     backend = importlib.import_module(f"tinysam_mobile.converters.{row.target}")

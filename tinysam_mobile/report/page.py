@@ -58,13 +58,24 @@ def token_table(records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_distribution(records: dict[str, dict], path: Path) -> None:
-    """Box plot of every row's mask IoU (whiskers: min and max) and mean mask IoU against total size."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    _pyplot().close(figure)
+
+
+def plot_distribution(records: dict[str, dict], path: Path) -> None:
+    """Box plot of every row's mask IoU (whiskers: min and max, triangle: mean)."""
+    plt = _pyplot()
     measured = {name: r for name, r in records.items() if "mask_iou" in r}
     stats = [{"label": name, "whislo": r["mask_iou"]["min"], "q1": r["mask_iou"]["p25"],
               "med": r["mask_iou"]["median"], "q3": r["mask_iou"]["p75"], "whishi": r["mask_iou"]["max"],
@@ -74,18 +85,12 @@ def plot_distribution(records: dict[str, dict], path: Path) -> None:
     axis.invert_yaxis()
     axis.set_xlabel("mask IoU vs FP32 PyTorch (every mask of every prompt)")
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_size(records: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    """Mean mask IoU of every row against its artifacts' total size."""
+    figure, axis = _pyplot().subplots(figsize=(7, 4.5))
     for name, record in records.items():
         size = _megabytes(record)
         if "mask_iou" in record and size is not None:
@@ -95,9 +100,7 @@ def plot_size(records: dict[str, dict], path: Path) -> None:
     axis.set_xlabel("artifact size, encoder + decoder (MB)")
     axis.set_ylabel("mean mask IoU vs FP32 PyTorch")
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def overlay_sheet(records: dict[str, dict], photo: np.ndarray, path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..converters.manifest import load_manifest
+from ..converters.manifest import load_manifest, token_bounds
 from ..errors import ArtifactError, TinySamError
 from ..utils.transforms import normalized_to_pixels
 from .batching import check_token_count
@@ -67,11 +67,7 @@ class CoreMLRunner:
         if manifest["target"] != "coreml":
             raise ArtifactError(f"{artifacts} holds {manifest['target']} artifacts, not coreml")
         self.img_size = manifest["preprocessing"]["input_size"]
-        tokens = manifest.get("prompt_tokens")
-        if tokens is None:
-            raise ArtifactError(f"{artifacts}: the manifest has no prompt_tokens (a padded decoder of an older "
-                                "version); convert again")
-        self.min_tokens, self.max_tokens = tokens["min"], tokens["max"]
+        self.min_tokens, self.max_tokens = token_bounds(manifest, artifacts)
         self.batch_size = manifest["everything_batch"]
         self.packages = {record["role"]: open_package(artifacts / record["file"], compute_units, interpreter)
                          for record in manifest["artifacts"]}

@@ -13,7 +13,7 @@ import numpy as np
 from ..converters.accelerators import check_integer_only
 from ..converters.export_modules import (BATCH_SIGNATURE, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT,
                                          POINT_FEATURES, token_signature)
-from ..converters.manifest import load_manifest
+from ..converters.manifest import load_manifest, token_bounds
 from ..errors import ArtifactError, TinySamError
 from ..utils.prompts import point_features
 from ..utils.transforms import normalized_to_pixels
@@ -70,11 +70,7 @@ class LiteRTRunner:
                                               experimental_op_resolver_type=resolver)
         encoder, decoder = open_model(files["encoder"]), open_model(files["decoder"])
         self.encoder = _Signature(encoder, "encode")
-        tokens = self.manifest.get("prompt_tokens")
-        if tokens is None:
-            raise ArtifactError(f"{root}: the manifest has no prompt_tokens (a padded decoder of an older "
-                                "version); convert again")
-        self.min_tokens, self.max_tokens = tokens["min"], tokens["max"]
+        self.min_tokens, self.max_tokens = token_bounds(self.manifest, root)
         try:
             self.decoders = {t: _Signature(decoder, token_signature(t)) for t in range(self.min_tokens, self.max_tokens + 1)}
             self.decoder_batch = _Signature(decoder, BATCH_SIGNATURE)

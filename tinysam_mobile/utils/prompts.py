@@ -13,6 +13,10 @@ from .transforms import apply_coords
 
 PAD_LABEL = -1.0
 BOX_LABELS = (2.0, 3.0)
+# A prompt's decoder tokens are its points, then 2 box corners or 1 padding point (token_count); decoders
+# take exactly that many, from MIN_PROMPT_TOKENS (an empty point list) to their maximum.
+MIN_PROMPT_TOKENS = 1
+DEFAULT_MAX_TOKENS = 10  # 8 points and a box, or 9 points
 
 
 def check_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray],
@@ -49,10 +53,19 @@ def token_count(point_count: int, has_box: bool) -> int:
     return point_count + (2 if has_box else 1)
 
 
+def token_range(max_tokens: int) -> range:
+    """Every prompt-token count a decoder of at most max_tokens takes."""
+    return range(MIN_PROMPT_TOKENS, max_tokens + 1)
+
+
 def prompt_shapes(max_tokens: int) -> list[tuple[int, bool]]:
     """Every (point count, box) whose tokens fit max_tokens: 0 to max_tokens - 1 points without a box
     (0: an empty point list), 0 to max_tokens - 2 with one."""
     return ([(k, False) for k in range(max_tokens)] + [(k, True) for k in range(max_tokens - 1)])
+
+
+# validate and report: one prompt of every shape a default decoder takes, per image
+DEFAULT_PROMPTS_PER_IMAGE = len(prompt_shapes(DEFAULT_MAX_TOKENS))
 
 
 def encode_prompts(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray],

@@ -13,9 +13,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..calibration.dataset import sample_user_prompts
-from ..converters.config import DEFAULT_MAX_TOKENS
 from ..predictor import TinySamPredictor
-from ..utils.prompts import prompt_shapes
+from ..utils.prompts import DEFAULT_MAX_TOKENS, DEFAULT_PROMPTS_PER_IMAGE
 from .metrics import cosine, mask_ious, summarize
 
 # Minimum mean mask IoU against FP32 PyTorch, per precision (int8-xnnpack: int8 encoder activations, as w8a8;
@@ -25,7 +24,7 @@ THRESHOLDS = {"fp32": 0.995, "fp16": 0.99, "int8": 0.98, "w8a8": 0.95, "w8a16": 
 
 @dataclass(frozen=True)
 class ParityConfig:
-    prompts_per_image: int = len(prompt_shapes(DEFAULT_MAX_TOKENS))  # one of every shape a default decoder takes
+    prompts_per_image: int = DEFAULT_PROMPTS_PER_IMAGE
     seed: int = 0
 
 
