@@ -82,7 +82,7 @@ def measure_runtimes(checkpoint: Optional[Path], artifact_dirs: list[Path], runs
     for folder, manifest in zip(artifact_dirs, manifests):
         name = f"{manifest['target']} {manifest['precision']}"
         on_step(name)
-        threaded = manifest["target"] in ("tflite", "onnx")
+        threaded = manifest["target"] in ("tflite", "onnx", "executorch")
         runner = make_runner(manifest["target"], artifacts=folder, **({"threads": threads} if threaded else {}))
         results["runtimes"][name] = {**time_runner(runner, runs, batch),
                                      "size_bytes": artifact_sizes(folder), "folder": str(folder)}

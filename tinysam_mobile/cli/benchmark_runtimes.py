@@ -1,4 +1,4 @@
-"""`tinysam-mobile benchmark-runtimes`: PyTorch, ONNX Runtime and LiteRT side by side, in one run."""
+"""`tinysam-mobile benchmark-runtimes`: PyTorch, ONNX Runtime, LiteRT and ExecuTorch side by side, in one run."""
 
 import json
 from pathlib import Path
@@ -25,7 +25,7 @@ def benchmark_runtimes(
     and per batch, and artifact sizes, for FP32 PyTorch eager and every given artifact folder, measured
     in this one process.
 
-    LiteRT runs on XNNPACK. Figures are machine-specific: compare rows of one run, not numbers from elsewhere.
+    LiteRT and ExecuTorch run on XNNPACK. Figures are machine-specific: compare rows of one run, not numbers from elsewhere.
     """
     from rich.console import Console
     from rich.table import Table

@@ -12,18 +12,22 @@ from ..utils.prompts import DEFAULT_MAX_TOKENS
 from . import app
 from .options import CheckpointOption
 
-TARGETS = ("tflite", "coreml", "onnx")
+TARGETS = ("tflite", "coreml", "onnx", "executorch")
 
 
 @app.command()
 def convert(
-    target: str = typer.Option(..., "--target", "-t", help="tflite (LiteRT, Android), coreml (ML Program, iOS) "
-                               "or onnx (ONNX Runtime Mobile).", show_default=False),
+    target: str = typer.Option(..., "--target", "-t", help="tflite (LiteRT, Android), coreml (ML Program, iOS), "
+                               "onnx (ONNX Runtime Mobile) or executorch (.pte programs).", show_default=False),
     precision: str = typer.Option(
         "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer) | w8a16 (full integer, int16 "
         "activations) | int8-xnnpack "
         "(fastest on CPU: int8 encoder activations where XNNPACK computes in int8). "
-        "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8."),
+        "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8. "
+        "executorch: fp32 | int8 (--backend xnnpack), fp16 (--backend coreml)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="executorch only: the delegate the programs are "
+                                          "lowered to, xnnpack (default; CPUs) or coreml (Apple devices).",
+                                          show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; replaced whole when the conversion "
                              "succeeds, untouched when it fails.", show_default=False),
     checkpoint: Optional[Path] = CheckpointOption,
@@ -50,19 +54,25 @@ def convert(
 
     if target not in TARGETS:
         raise TinySamError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    backend = importlib.import_module(f"tinysam_mobile.converters.{target}")
-    if precision not in backend.PRECISIONS:
-        raise TinySamError(f"unknown precision {precision!r} for {target}; choose one of {', '.join(backend.PRECISIONS)}")
+    converter = importlib.import_module(f"tinysam_mobile.converters.{target}")
+    if precision not in converter.PRECISIONS:
+        raise TinySamError(f"unknown precision {precision!r} for {target}; choose one of {', '.join(converter.PRECISIONS)}")
+    if backend is not None and target != "executorch":
+        raise TinySamError("--backend applies to --target executorch only")
     for path, what in ((scales, "--scales"), (calibration_images, "--calibration-images")):
         if path is not None and not path.exists():
             raise TinySamError(f"{what} {path} does not exist")
     config = ConvertConfig(target=target, precision=precision, max_tokens=max_tokens,
                            everything_batch=everything_batch, scales=scales,
-                           calibration_images=calibration_images, compute_precision=compute_precision)
+                           calibration_images=calibration_images, compute_precision=compute_precision,
+                           **({"backend": backend} if backend is not None else {}))
     check_outputs(folders=(out,))
     model = load_tinysam(checkpoint)
     with atomic_directory(out) as work_dir:
-        manifest = backend.convert(model, config, work_dir, checkpoint_sha256=checkpoint_id(checkpoint))
+        manifest = converter.convert(model, config, work_dir, checkpoint_sha256=checkpoint_id(checkpoint))
     for record in manifest["artifacts"]:
         typer.echo(f"{record['role']:>20}: {out / record['file']} ({record['size_bytes'] / 1e6:.1f} MB)")
+        for method, info in record.get("methods", {}).items():  # ExecuTorch: what the delegate left out
+            outside = ", ".join(f"{op} x{count}" for op, count in info["outside_delegate"].items()) or "nothing"
+            typer.echo(f"{method:>20}: {info['delegated_subgraphs']} {info['delegate']} subgraphs; outside: {outside}")
     typer.echo(f"{'manifest':>20}: {out / 'manifest.json'}")

@@ -9,7 +9,7 @@ from ..errors import PromptError, TinySamError
 
 CHECKPOINT_HELP = ("TinySAM weights: an official .pth (e.g. tinysam_42.3.pth) or a .safetensors file. "
                    "Default: the demo model embedded in the package.")
-BACKEND_HELP = "Which runtime executes the network: torch, tflite, coreml or onnx."
+BACKEND_HELP = "Which runtime executes the network: torch, tflite, coreml, onnx or executorch."
 ARTIFACTS_HELP = "Directory written by 'tinysam-mobile convert' (needed for every backend but torch)."
 
 DELEGATE_HELP = ("LiteRT (--backend tflite) only: cpu runs on XNNPACK; npu-emulation runs LiteRT's reference "

@@ -5,7 +5,7 @@ from typing import Optional
 
 from ..errors import TinySamError
 
-BACKENDS = ("torch", "tflite", "coreml", "onnx")
+BACKENDS = ("torch", "tflite", "coreml", "onnx", "executorch")
 
 
 def make_runner(backend: str = "torch", checkpoint: Optional[Path] = None, artifacts: Optional[Path] = None,
@@ -33,4 +33,8 @@ def make_runner(backend: str = "torch", checkpoint: Optional[Path] = None, artif
         from .onnx_runner import OnnxRunner
 
         return OnnxRunner(artifacts, **options)
+    if backend == "executorch":
+        from .executorch_runner import ExecuTorchRunner
+
+        return ExecuTorchRunner(artifacts, **options)
     raise TinySamError(f"the {backend} backend is not available in this build")
