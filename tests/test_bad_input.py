@@ -174,6 +174,9 @@ CASES = {
                             ["points_per_side must be at least"]),
     "everything/bad-threshold": (["everything", "{photo}", "--out", "{out}/m.json", "--pred-iou-thresh", "2"],
                                  ["must lie in [0, 1]"]),
+    "everything/ray-for-one-photo": (["everything", "{photo}", "--out", "{out}/m.json", "--ray", "auto"],
+                                     ["--ray: only with a folder or list of images"]),
+    "everything/folder-without-images": (["everything", "{empty}", "--out", "{out}/m.json"], ["no images"]),
     "everything/unknown-backend": (["everything", "{photo}", "--out", "{out}/m.json", "-b", "tpu"],
                                    ["unknown backend 'tpu'"]),
     # convert
@@ -212,6 +215,11 @@ CASES = {
     "validate/images-missing": (["validate", "{tflite_seeded}", "--images", "{missing}"],
                                 ["images folder", "not found"]),
     "validate/images-is-file": (["validate", "{tflite_seeded}", "--images", "{photo}"], ["is a file"]),
+    "validate/ray-without-images": (["validate", "{tflite_seeded}", "--ray", "auto"], ["--ray: only with --images"]),
+    # benchmark-dataset
+    "benchmark-dataset/workers": (["benchmark-dataset", "{folder}", "--out", "{out}/b.json", "--workers", "1,x"],
+                                  ["comma-separated pool sizes"]),
+    "benchmark-dataset/out-is-folder": (["benchmark-dataset", "{folder}", "--out", "{out}"], ["is a folder"]),
     # inspect
     "inspect/missing": (["inspect", "{missing}.tflite"], ["does not exist"]),
     "inspect/wrong-kind": (["inspect", "{text}"], ["inspect reads .mlpackage and .tflite"]),

@@ -8,6 +8,8 @@ import typer
 
 from ..errors import TinySamError
 from . import app
+from .dataset import (JournalOption, RayOption, ThreadsOption, WorkersOption, check_dataset_options,
+                      run_dataset, summary_line)
 from .options import ArtifactsOption, BackendOption, CheckpointOption
 
 MODES = ("hierarchical", "dense")
@@ -36,10 +38,11 @@ def progress_bar(description: str):
 
 @app.command()
 def everything(
-    image: Path = typer.Argument(..., help="Photo to segment (JPEG, PNG, ...; EXIF rotation is honoured).",
-                                 show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="JSON file of the masks (COCO RLE) with their scores.",
-                             show_default=False),
+    image: Path = typer.Argument(..., help="Photo to segment (JPEG, PNG, ...; EXIF rotation is honoured), or a "
+                                 "folder of photos (searched recursively) or a .txt list of photo paths, one per "
+                                 "line.", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="JSON file of the masks (COCO RLE) with their scores; for "
+                             "a folder or list, one COCO-style file for all the photos.", show_default=False),
     mode: str = typer.Option("hierarchical", "--mode", "-m", help="hierarchical: TinySAM's two rounds (an 8x8 "
                              "grid, then the uncovered points of the 32x32 lattice). dense: SAM's full 32x32 grid."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write a PNG with every mask coloured "
@@ -58,16 +61,29 @@ def everything(
                                             "a pixel as covered, so no second-round point is placed there."),
     min_mask_region_area: int = typer.Option(0, help="Fill holes and drop islands smaller than this many pixels "
                                              "(0: keep masks as predicted)."),
+    ray: Optional[str] = RayOption,
+    workers: Optional[int] = WorkersOption,
+    threads: Optional[int] = ThreadsOption,
+    journal: Optional[Path] = JournalOption,
 ) -> None:
     """Segment everything in IMAGE and write the masks, best predicted IoU first.
 
     Each JSON record holds segmentation (COCO RLE, decodable with pycocotools.mask.decode), area,
     bbox (X, Y, W, H), predicted_iou, stability_score and point_coords (the prompt that produced it).
     Example: tinysam-mobile everything photo.jpg --out masks.json --overlay masks.png
+
+    A folder or list gives one COCO-style file: images (id, file_name below the folder or as listed,
+    height, width), annotations (the records above with id, image_id, category_id 1, iscrowd 0) and
+    failed (file_name, error: photos that could not be read, each also reported on one line as the
+    run goes). Each photo's record is appended to a journal as it finishes, so an interrupted run
+    resumes where it stopped; the output is written once all are done, whole.
+    Example: tinysam-mobile everything photos/ --out annotations.json --ray auto
     """
     from dataclasses import asdict
 
     from ..automatic_mask_generator import EverythingConfig
+    from ..dataset import is_image_list
+    from ..dataset.work import RunnerSpec
     from ..runners.factory import make_runner
     from ..utils.amg import decode_rle
     from ..utils.files import atomic_path, check_outputs
@@ -81,6 +97,14 @@ def everything(
         pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
         box_nms_thresh=box_nms_thresh, high_score_thresh=high_score_thresh,
         min_mask_region_area=min_mask_region_area)
+    dataset = is_image_list(image)
+    check_dataset_options(dataset, ray, workers, threads, journal, "a folder or list of images")
+    if dataset:
+        if overlay is not None:
+            raise TinySamError("--overlay draws one photo; it does not apply to a folder or list of images")
+        everything_dataset(image, out, mode, config, RunnerSpec.of(backend, checkpoint, artifacts, threads or 1),
+                           journal or out.with_name(out.name + ".journal"), ray, workers)
+        return
     check_outputs(files=(out, overlay))
     rgb = load_image(image)
     generator = generator(make_runner(backend, checkpoint, artifacts), config)
@@ -108,3 +132,21 @@ def everything(
         masks = decode_rle([r["segmentation"] for r in by_area], rgb.shape[:2])
         save_png(overlay_masks(rgb, list(masks)), overlay)
         typer.echo(f"overlay: {overlay}")
+
+
+def everything_dataset(source: Path, out: Path, mode: str, config, runner, journal_path: Path, ray: Optional[str],
+                       workers: Optional[int]) -> None:
+    """`everything` over a folder or list: every photo through one runner (here or per Ray worker), then
+    one COCO-style file."""
+    from ..dataset import list_images
+    from ..dataset.coco import write_coco
+    from ..dataset.work import EverythingJob
+    from ..utils.files import check_outputs
+
+    check_outputs(files=(out, journal_path))
+    listing = list_images(source)
+    job = EverythingJob(runner, mode, config)
+    summary, journal = run_dataset(job, listing, journal_path, ray, workers, f"everything ({mode}, {runner.backend})")
+    counts = write_coco(out, journal, listing.names, {"description": "tinysam-mobile everything", **job.settings()})
+    typer.echo(summary_line(summary, "images"))
+    typer.echo(f"{counts['images']} images, {counts['annotations']} masks, {counts['failed']} failed: {out}")

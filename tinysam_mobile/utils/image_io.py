@@ -1,5 +1,6 @@
 """Reading images the way phones hand them over: upright, 8-bit RGB, of a sane size."""
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -60,6 +61,23 @@ def _pil_to_rgb(img: Image.Image) -> np.ndarray:
     return as_rgb_array(np.asarray(img.convert("RGB")))
 
 
+def _open_image(source: "Path | io.BytesIO", label: str) -> np.ndarray:
+    """Decode a file or in-memory file into upright RGB, refusing oversized images before decoding them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(source) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise ImageError(f"{label}: {w}x{h} pixels is more than the {MAX_PIXELS:,} this tool accepts")
+                img.load()
+                return _pil_to_rgb(img)
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"{label}: not a readable image ({exc.__class__.__name__})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{label}: cannot decode image ({exc})") from None
+
+
 def load_image(image: "str | os.PathLike | np.ndarray | Image.Image") -> np.ndarray:
     """Path, PIL image or array -> upright HxWx3 uint8 RGB. Raises ImageError with a clear message."""
     if isinstance(image, np.ndarray):
@@ -71,16 +89,10 @@ def load_image(image: "str | os.PathLike | np.ndarray | Image.Image") -> np.ndar
         raise ImageError(f"image {path} is a folder; pass an image file")
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise ImageError(f"{path}: {w}x{h} pixels is more than the {MAX_PIXELS:,} this tool accepts")
-                img.load()
-                return _pil_to_rgb(img)
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"{path}: cannot decode image ({exc})") from None
+    return _open_image(path, str(path))
+
+
+def decode_image(data: bytes, label: str) -> np.ndarray:
+    """An image file's bytes (as read by Ray Data or from disk) -> what load_image gives for the file;
+    errors name `label` (the file's path)."""
+    return _open_image(io.BytesIO(data), label)

@@ -1,5 +1,5 @@
 """Parity of converted artifacts against FP32 PyTorch (`tinysam-mobile validate`)."""
 
-from .parity import THRESHOLDS, HalfSwap, ParityConfig, measure_parity
+from .parity import THRESHOLDS, HalfSwap, ParityConfig, image_parity, measure_parity, summarize_parity
 
-__all__ = ["THRESHOLDS", "HalfSwap", "ParityConfig", "measure_parity"]
+__all__ = ["THRESHOLDS", "HalfSwap", "ParityConfig", "image_parity", "measure_parity", "summarize_parity"]

@@ -5,8 +5,10 @@ from pycocotools import mask as mask_utils
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Summed by numpy's pairwise sum, not BLAS, whose result depends on its thread count: the same in
+    every process (a Ray worker runs BLAS on one thread)."""
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+    return float(np.sum(a * b) / max(np.sqrt(np.sum(a * a) * np.sum(b * b)), 1e-12))
 
 
 def mask_ious(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:

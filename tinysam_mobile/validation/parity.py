@@ -8,11 +8,11 @@ mask of every prompt (3 per prompt) is compared by IoU, overall and per prompt-t
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from ..calibration.dataset import sample_user_prompts
+from ..calibration.dataset import UserPrompt, sample_user_prompts
 from ..predictor import TinySamPredictor
 from ..utils.prompts import DEFAULT_MAX_TOKENS, DEFAULT_PROMPTS_PER_IMAGE
 from .metrics import cosine, mask_ious, summarize
@@ -38,6 +38,49 @@ class HalfSwap:
         self.encode, self.decode = encoder_runner.encode, decoder_runner.decode
 
 
+def image_parity(predictor: TinySamPredictor, expected: TinySamPredictor, rgb: np.ndarray,
+                 prompts: list[UserPrompt]) -> dict:
+    """One image's raw figures (JSON-ready): embedding cosine and maximum error, per prompt its token
+    count and the IoU of each of its masks with the reference's, and every IoU-prediction error."""
+    predictor.set_image(rgb)
+    expected.set_image(rgb)
+    figures = {"embedding_cosine": cosine(predictor.embedding, expected.embedding),
+               "embedding_max_abs_error": float(np.abs(predictor.embedding - expected.embedding).max()),
+               "prompt_tokens": [], "mask_iou": [], "iou_prediction_abs_error": []}
+    for prompt in prompts:
+        got, got_iou, _ = predictor.predict(prompt.points, prompt.labels, prompt.box)
+        want, want_iou, _ = expected.predict(prompt.points, prompt.labels, prompt.box)
+        figures["prompt_tokens"].append(prompt.tokens)
+        figures["mask_iou"].append(mask_ious(got, want).tolist())
+        figures["iou_prediction_abs_error"].extend(np.abs(got_iou - want_iou).tolist())
+    return figures
+
+
+def summarize_parity(per_image: Iterable[dict]) -> dict:
+    """image_parity's figures of many images (any iterable, read once) -> the report's summary."""
+    cosines, max_errors, ious, iou_errors = [], [], [], []
+    by_tokens: dict[int, list[float]] = defaultdict(list)
+    images = prompts = 0
+    for figures in per_image:
+        images += 1
+        prompts += len(figures["prompt_tokens"])
+        cosines.append(figures["embedding_cosine"])
+        max_errors.append(figures["embedding_max_abs_error"])
+        for tokens, prompt_ious in zip(figures["prompt_tokens"], figures["mask_iou"]):
+            ious.extend(prompt_ious)
+            by_tokens[tokens].extend(prompt_ious)
+        iou_errors.extend(figures["iou_prediction_abs_error"])
+    return {
+        "images": images,
+        "prompts": prompts,
+        "embedding_cosine": summarize(cosines),
+        "embedding_max_abs_error": float(max(max_errors)),
+        "mask_iou": summarize(ious),
+        "mask_iou_by_tokens": {tokens: summarize(values) for tokens, values in sorted(by_tokens.items())},
+        "iou_prediction_abs_error": {"mean": float(np.mean(iou_errors)), "max": float(np.max(iou_errors))},
+    }
+
+
 def measure_parity(runner, reference, images: list[tuple[np.ndarray, Optional[np.ndarray]]],
                    config: ParityConfig = ParityConfig(), on_image: Callable[[], None] = lambda: None) -> dict:
     """images: (RGB, instance masks or None); prompts come from the masks when given (scenes). Prompts
@@ -45,30 +88,11 @@ def measure_parity(runner, reference, images: list[tuple[np.ndarray, Optional[np
     across the images."""
     rng = np.random.default_rng(config.seed)
     max_tokens = runner.max_tokens or DEFAULT_MAX_TOKENS
-    cosines, max_errors, ious, iou_errors = [], [], [], []
-    by_tokens: dict[int, list[float]] = defaultdict(list)
     predictor, expected = TinySamPredictor(runner), TinySamPredictor(reference)
+    per_image = []
     for index, (rgb, masks) in enumerate(images):
-        predictor.set_image(rgb)
-        expected.set_image(rgb)
-        cosines.append(cosine(predictor.embedding, expected.embedding))
-        max_errors.append(float(np.abs(predictor.embedding - expected.embedding).max()))
         prompts = sample_user_prompts(rng, rgb.shape[:2], masks, config.prompts_per_image, max_tokens,
                                       first=index * config.prompts_per_image)
-        for prompt in prompts:
-            got, got_iou, _ = predictor.predict(prompt.points, prompt.labels, prompt.box)
-            want, want_iou, _ = expected.predict(prompt.points, prompt.labels, prompt.box)
-            prompt_ious = mask_ious(got, want)
-            ious.extend(prompt_ious)
-            by_tokens[prompt.tokens].extend(prompt_ious)
-            iou_errors.extend(np.abs(got_iou - want_iou))
+        per_image.append(image_parity(predictor, expected, rgb, prompts))
         on_image()
-    return {
-        "images": len(images),
-        "prompts": len(images) * config.prompts_per_image,
-        "embedding_cosine": summarize(cosines),
-        "embedding_max_abs_error": float(max(max_errors)),
-        "mask_iou": summarize(ious),
-        "mask_iou_by_tokens": {tokens: summarize(values) for tokens, values in sorted(by_tokens.items())},
-        "iou_prediction_abs_error": {"mean": float(np.mean(iou_errors)), "max": float(np.max(iou_errors))},
-    }
+    return summarize_parity(per_image)
