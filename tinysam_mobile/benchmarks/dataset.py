@@ -23,7 +23,7 @@ from ..dataset import Journal, Listing, run_images
 from ..dataset.run import ImageProgress, ray_session
 from ..dataset.work import EverythingJob
 
-COST_PARTS = ("decode_image_s", "encoder_s", "decoder_s", "pre_post_s", "total_s")
+COST_PARTS = ("decode_image_s", "encoder_s", "decoder_s", "pre_post_s", "total_s", "cpu_s")
 
 
 class _Arrivals(ImageProgress):

@@ -31,7 +31,8 @@ def benchmark_dataset(
 
     Per run: images/s over the whole run and steady (between the first and the last image, i.e. without
     the model's load or the actors' start), the time to the first image, the per-image cost split measured
-    inside the worker (decode image, encoder, decoder, pre/post-processing: resizing, upsampling, scoring, NMS, RLE)
+    inside the worker (decode image, encoder, decoder, pre/post-processing: resizing, upsampling, scoring, NMS, RLE;
+    wall time, and the CPU time of the whole image, which a shared machine's load does not inflate)
     and the 1-minute load average before and after. Ray's overhead per image: with one worker, the time
     the worker is idle between two images, Ray's minus the local run's, also as a share of the local
     cost per image; the startup (until the first image starts: model load, Ray's actors) apart. Nothing is written
@@ -72,7 +73,8 @@ def benchmark_dataset(
         typer.echo(f"{run['run']:>8}: {run['images_per_s']:.3f} images/s over {run['wall_s']:.1f} s, steady "
                    f"{'-' if steady is None else f'{steady:.3f}'} images/s, first image at {run['first_record_s']:.1f} s; "
                    f"per image: decode {cost['decode_image_s']:.3f} s, encoder {cost['encoder_s']:.2f} s, "
-                   f"decoder {cost['decoder_s']:.2f} s, pre/post-processing {cost['pre_post_s']:.2f} s; startup "
+                   f"decoder {cost['decoder_s']:.2f} s, pre/post-processing {cost['pre_post_s']:.2f} s, CPU "
+                   f"{cost['cpu_s']:.2f} s; startup "
                    f"{run['startup_s']:.1f} s (load {run['load_average_before_after']})")
     overhead = figures["ray_overhead_per_image"]
     if overhead:

@@ -97,7 +97,7 @@ class _Worker:
     """bytes -> record, catching bad images (one "error" line each) and timing the steps."""
 
     def __call__(self, label: str, data: bytes) -> dict[str, Any]:
-        started_at, start = time.time(), time.perf_counter()
+        started_at, start, cpu_start = time.time(), time.perf_counter(), time.process_time()
         try:
             rgb = decode_image(data, label)
         except TinySamError as exc:
@@ -105,9 +105,12 @@ class _Worker:
         decoded = time.perf_counter()
         record = {"height": rgb.shape[0], "width": rgb.shape[1], **self.process(rgb, data)}
         total = time.perf_counter() - start
-        # started_at / ended_at (Unix time): the benchmark's idle time of a worker between two images
+        # started_at / ended_at (Unix time): the benchmark's idle time of a worker between two images;
+        # cpu_s: this process's CPU time (all its threads) for the image: on a shared machine, what an idle
+        # core would take
         record["timing"] = {"decode_image_s": decoded - start, **record.get("timing", {}), "total_s": total,
-                            "started_at": started_at, "ended_at": started_at + total}
+                            "cpu_s": time.process_time() - cpu_start, "started_at": started_at,
+                            "ended_at": started_at + total}
         return record
 
     def process(self, rgb: np.ndarray, data: bytes) -> dict[str, Any]:
