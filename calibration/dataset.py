@@ -18,7 +18,7 @@ from ..data import SceneConfig, generate_scene
 from ..errors import ImageError
 from ..utils.image_io import load_image
 from ..utils.prompts import pad_points, prompt_shapes, token_count
-from ..utils.transforms import apply_coords, preprocess
+from ..utils.transforms import apply_coords, preprocess, resize_longest_side
 
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 HELD_OUT_PHOTOS = ("immunohistochemistry", "hubble_deep_field", "retina", "coins")  # not cat(): it is chelsea
@@ -125,13 +125,19 @@ def sample_user_prompts(rng: np.random.Generator, original_size: tuple[int, int]
     return prompts
 
 
-def folder_images(folder: Path, limit: int) -> list[np.ndarray]:
+def folder_images(folder: Path, limit: int, max_side: int) -> list[np.ndarray]:
+    """The folder's first `limit` images, each shrunk to `max_side` (the model's input size) as it is read:
+    preprocessing resizes them to it anyway, and eight 64 MP photos would otherwise hold 1.5 GB."""
     if not Path(folder).is_dir():
         raise ImageError(f"images folder {folder} " + ("is a file" if Path(folder).exists() else "not found"))
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ImageError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    return [load_image(p) for p in files[:limit]]
+    return [shrink_to(load_image(p), max_side) for p in files[:limit]]
+
+
+def shrink_to(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    return resize_longest_side(rgb, max_side) if max(rgb.shape[:2]) > max_side else rgb
 
 
 def default_images(count: int, held_out: bool = False, seed: int = 0) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:

@@ -22,7 +22,7 @@ def calibration_samples(config: CalibrationConfig, img_size: int, images: Option
                         held_out: bool = False) -> list[PromptedImage]:
     """config.num_images images (a folder's first ones, or photos + scenes) with sampled prompts."""
     if images is not None:
-        pictures = [(rgb, None) for rgb in folder_images(images, config.num_images)]
+        pictures = [(rgb, None) for rgb in folder_images(images, config.num_images, img_size)]
     else:
         pictures = default_images(config.num_images, held_out=held_out, seed=config.seed)
     seed = config.seed + (1 if held_out else 0)

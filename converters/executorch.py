@@ -76,7 +76,7 @@ def _calibration_samples(model: TinySam, encoder: PixelEncoder, decoder: PromptD
     from .litert_calibration import calibration_images, decoder_samples, encoder_samples
 
     size = model.config.img_size
-    images = calibration_images(config)
+    images = calibration_images(config, size)
     tensors = lambda sample: {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in sample.items()}  # noqa: E731
     encoder_inputs = [tensors(s) for s in encoder_samples(images, size)]
     progress("embedding the calibration images (float)")

@@ -21,10 +21,10 @@ DEFAULT_IMAGE_COUNT = 8  # TinySAM's paper calibrates on 8 images
 Sample = dict[str, np.ndarray]
 
 
-def calibration_images(config: ConvertConfig) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
+def calibration_images(config: ConvertConfig, img_size: int) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
     """(RGB image, instance masks or None) pairs: the user's folder, else built-in photos and scenes."""
     if config.calibration_images is not None:
-        return [(rgb, None) for rgb in folder_images(config.calibration_images, DEFAULT_IMAGE_COUNT)]
+        return [(rgb, None) for rgb in folder_images(config.calibration_images, DEFAULT_IMAGE_COUNT, img_size)]
     return default_images(DEFAULT_IMAGE_COUNT)
 
 

@@ -253,7 +253,7 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
                  litert_scales.plan_graph(decoder, FeaturePromptDecoder(model), scales, size, report))
         report.check_complete(scales)
     progress("calibrating the encoder")
-    images = calibration_images(config)
+    images = calibration_images(config, size)
     enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges, bits)
     encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges), bits)
     progress("calibrating the decoder")
@@ -291,7 +291,7 @@ def quantize_int8_xnnpack(encoder: bytes, decoder: bytes, model: TinySam, config
     from .litert_calibration import calibration_images
 
     progress("calibrating the encoder")
-    _, ranges = _calibrate_encoder(encoder, calibration_images(config), model.config.img_size)
+    _, ranges = _calibrate_encoder(encoder, calibration_images(config, model.config.img_size), model.config.img_size)
     encoder = quantize_for_xnnpack(encoder, ranges)
     progress("quantizing the decoder weights to int8")
     return encoder, _quantize(decoder, int8_recipe())

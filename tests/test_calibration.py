@@ -330,3 +330,22 @@ def test_default_image_sets_load_and_do_not_overlap():
     assert sum(masks is not None for _, masks in calibration) == 4
     seen = {rgb.tobytes() for rgb, _ in calibration}
     assert not any(rgb.tobytes() in seen for rgb, _ in held_out)
+
+
+def test_folder_images_are_shrunk_to_the_model_size_as_they_are_read(tmp_path):
+    """A folder of large photos must not be held at full size, and shrinking must not change what the
+    encoder sees: preprocessing the shrunk image gives the same input, bit for bit."""
+    from PIL import Image
+
+    from tinysam_mobile.calibration.dataset import folder_images
+    from tinysam_mobile.utils.transforms import preprocess
+
+    rng = np.random.default_rng(0)
+    large = rng.integers(0, 256, (900, 1500, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (100, 80, 3), dtype=np.uint8)
+    Image.fromarray(large).save(tmp_path / "a.png")
+    Image.fromarray(small).save(tmp_path / "b.png")
+    shrunk, untouched = folder_images(tmp_path, limit=8, max_side=256)
+    assert shrunk.shape == (154, 256, 3)
+    np.testing.assert_array_equal(untouched, small)
+    np.testing.assert_array_equal(preprocess(shrunk, 256)[0], preprocess(large, 256)[0])

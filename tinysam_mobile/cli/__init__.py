@@ -20,7 +20,7 @@ app = typer.Typer(
 # Each module registers its command(s) on `app` when imported.
 COMMAND_MODULES = ["segment", "convert", "benchmark", "golden", "install_artifacts", "everything",
                    "benchmark_everything", "inspect", "train", "evaluate", "calibrate", "validate",
-                   "benchmark_runtimes", "join_weights", "report", "benchmark_dataset"]
+                   "benchmark_runtimes", "join_weights", "report", "benchmark_dataset", "benchmark_memory"]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
