@@ -124,6 +124,15 @@ def test_ray_missing_is_one_line_error(photos, tmp_path, monkeypatch):
     assert str(result.exception) == "--ray needs Ray, an optional extra: pip install 'tinysam-mobile[ray]'"
 
 
+def test_unreachable_ray_is_one_line_error(photos, tmp_path):
+    """Refused at once (Ray itself would retry for minutes), before any journal is written."""
+    pytest.importorskip("ray")
+    result = CliRunner().invoke(app, ["everything", str(photos), "--out", str(tmp_path / "m.json"),
+                                      "--ray", "127.0.0.1:1"])
+    assert isinstance(result.exception, TinySamError) and "cannot connect to Ray at '127.0.0.1:1'" in str(result.exception)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")

@@ -1,6 +1,7 @@
 """What the verbs that take a folder or list of images share (`everything DIR`, `validate --images DIR`):
 their options and the run itself (journal, progress, here or on Ray)."""
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -51,12 +52,10 @@ def run_dataset(job, listing, journal_path: Path, ray: Optional[str], workers: O
     from ..dataset.run import ImageProgress, ray_session
 
     journal = Journal(journal_path, job.settings())
-    with journal, ImageProgress(description) as progress:
-        if ray is None:
-            summary = run_images(job, listing, journal, progress)
-        else:
-            with ray_session(ray) as ray_module:
-                summary = run_images(job, listing, journal, progress, ray_module, workers)
+    # Ray first: a cluster that cannot be reached leaves no journal behind.
+    with ray_session(ray) if ray is not None else nullcontext() as ray_module, journal, \
+            ImageProgress(description) as progress:
+        summary = run_images(job, listing, journal, progress, ray_module, workers)
     return summary, journal
 
 

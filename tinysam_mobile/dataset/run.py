@@ -8,6 +8,7 @@ records come back, so the object store carries kilobytes per image, not decoded 
 
 import json
 import logging
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ def import_ray():
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once where nothing listens at a HOST:PORT address (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as exc:
+            raise TinySamError(f"cannot connect to Ray at {address!r}: {exc.strerror or exc}") from None
+
+
 @contextmanager
 def ray_session(address: str) -> Iterator[Any]:
     """Ray, connected: 'auto' joins the cluster this machine belongs to (RAY_ADDRESS or `ray start`) or
@@ -47,6 +58,8 @@ def ray_session(address: str) -> Iterator[Any]:
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
+        if address != "auto":
+            _check_reachable(address)
         try:
             ray.init(address=None if address == "auto" else address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
