@@ -1,0 +1,194 @@
+"""ExecuTorch target: .pte programs lowered to XNNPACK (fp32, PT2E int8) or Core ML, run by ExecuTorch's
+Python runtime. Reduced-size (256) seeded model with a small decoder range: these test the conversion and
+runner logic; the 1024 figures of the demo model are in docs/executorch.md."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tinysam_mobile.converters import executorch as et_target
+from tinysam_mobile.converters.config import ConvertConfig
+from tinysam_mobile.converters.manifest import load_manifest
+from tinysam_mobile.errors import ArtifactError, PromptError, TinySamError
+from tinysam_mobile.runners import TorchRunner
+from tinysam_mobile.runners.executorch_runner import ExecuTorchRunner
+from tinysam_mobile.validation import THRESHOLDS, ParityConfig, measure_parity
+
+from test_cli import assert_one_line_error, run_cli
+
+SMALL_MAX_TOKENS = 3
+SMALL_BATCH = 4
+
+
+def _convert(tmp_path_factory, model, precision: str, backend: str = "xnnpack", **options):
+    out = tmp_path_factory.mktemp(f"executorch_{backend}_{precision}")
+    config = ConvertConfig(target="executorch", precision=precision, backend=backend, max_tokens=SMALL_MAX_TOKENS,
+                           everything_batch=SMALL_BATCH, **options)
+    et_target.convert(model, config, out, "seeded-0")
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32_dir(tmp_path_factory, small_model):
+    return _convert(tmp_path_factory, small_model, "fp32")
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory, small_model, calibration_photos):
+    return _convert(tmp_path_factory, small_model, "int8", calibration_images=calibration_photos)
+
+
+@pytest.fixture(scope="module")
+def parity_images(photo):
+    from tinysam_mobile.calibration.dataset import default_images
+
+    return [(photo, None)] + default_images(2, held_out=True)[1:]  # a photo and a generated scene
+
+
+def _decoder_record(folder):
+    return next(r for r in load_manifest(folder)["artifacts"] if r["role"] == "decoder")
+
+
+def test_manifest_contract_and_delegation(fp32_dir):
+    manifest = load_manifest(fp32_dir)
+    assert manifest["target"] == "executorch" and manifest["backend"] == "xnnpack"
+    assert manifest["prompt_tokens"] == {"min": 1, "max": SMALL_MAX_TOKENS}
+    encoder = manifest["artifacts"][0]["methods"]["encode"]
+    assert encoder["inputs"] == [{"name": "image", "dtype": "float32", "shape": [1, 256, 256, 3]}]
+    methods = _decoder_record(fp32_dir)["methods"]
+    assert set(methods) == {"decode", "decode_batch"}
+    names = [spec["name"] for spec in methods["decode"]["inputs"]]
+    assert names == ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
+    assert methods["decode"]["inputs"][1]["shape"] == [1, "tokens", 2]  # the dynamic token axis
+    assert methods["decode_batch"]["inputs"][1]["shape"] == [SMALL_BATCH, 2, 2]
+    for method in (encoder, *methods.values()):
+        assert method["delegate"] == "XnnpackBackend" and method["delegated_subgraphs"] > 0
+        # XNNPACK's partitioner has no layer norm: each one runs on the portable kernels
+        assert method["outside_delegate"]["aten_native_layer_norm_default"] > 0
+        assert all(op.startswith(("aten_", "dim_order_ops_")) for op in method["outside_delegate"])
+
+
+def test_every_token_count_matches_pytorch_exactly_sized(fp32_dir, small_model):
+    """One dynamic method takes each count 1..max_tokens at its own size; more tokens are refused."""
+    runner, reference = ExecuTorchRunner(fp32_dir), TorchRunner(small_model)
+    assert (runner.min_tokens, runner.max_tokens, runner.batch_size) == (1, SMALL_MAX_TOKENS, SMALL_BATCH)
+    rng = np.random.default_rng(0)
+    embedding = rng.standard_normal((1, 256, 16, 16)).astype(np.float32)
+    for tokens in range(1, SMALL_MAX_TOKENS + 1):
+        coords = (rng.random((1, tokens, 2)) * 256).astype(np.float32)
+        labels = rng.choice([-1.0, 0.0, 1.0, 2.0, 3.0], (1, tokens)).astype(np.float32)
+        mask, has_mask = rng.standard_normal((1, 1, 64, 64)).astype(np.float32), np.ones(1, np.float32)
+        got, want = runner.decode(embedding, coords, labels, mask, has_mask), reference.decode(
+            embedding, coords, labels, mask, has_mask)
+        np.testing.assert_allclose(got[0], want[0], atol=1e-4)
+        np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+    with pytest.raises(PromptError, match="decoder takes 1 to 3"):
+        runner.decode(embedding, np.zeros((1, 4, 2), np.float32), np.ones((1, 4), np.float32),
+                      np.zeros((1, 1, 64, 64), np.float32), np.zeros(1, np.float32))
+
+
+def test_batched_decoder_matches_pytorch(fp32_dir, small_model):
+    """Everything mode: 2-token prompts through 'decode_batch', the last call filled up."""
+    runner, reference = ExecuTorchRunner(fp32_dir), TorchRunner(small_model)
+    rng = np.random.default_rng(1)
+    embedding = rng.standard_normal((1, 256, 16, 16)).astype(np.float32)
+    count = SMALL_BATCH + 3
+    coords = np.zeros((count, 2, 2), np.float32)
+    coords[:, 0] = rng.random((count, 2)) * 256
+    labels = np.tile(np.array([[1.0, -1.0]], np.float32), (count, 1))
+    arrays = (coords, labels, np.zeros((count, 1, 64, 64), np.float32), np.zeros(count, np.float32))
+    logits, iou = runner.decode(embedding, *arrays)
+    want_logits, want_iou = reference.decode(embedding, *arrays)
+    assert logits.shape == (count, 3, 64, 64)
+    np.testing.assert_allclose(logits, want_logits, atol=1e-4)
+    np.testing.assert_allclose(iou, want_iou, atol=1e-5)
+
+
+def test_fp32_parity(fp32_dir, small_model, parity_images):
+    figures = measure_parity(ExecuTorchRunner(fp32_dir), TorchRunner(small_model), parity_images,
+                             ParityConfig(prompts_per_image=3))
+    assert figures["embedding_cosine"]["min"] > 0.9999
+    assert figures["mask_iou"]["mean"] >= THRESHOLDS["fp32"]
+    assert sorted(figures["mask_iou_by_tokens"]) == list(range(1, SMALL_MAX_TOKENS + 1))
+
+
+def test_int8_is_quantized_and_close(int8_dir, fp32_dir, small_model, parity_images):
+    """PT2E static int8: quantized weights shrink both programs, and the masks stay near FP32 PyTorch."""
+    manifest = load_manifest(int8_dir)
+    assert manifest["precision"] == "int8" and "XNNPACKQuantizer" in manifest["quantization"]["method"]
+    sizes = {r["role"]: r["size_bytes"] for r in load_manifest(fp32_dir)["artifacts"]}
+    for record in manifest["artifacts"]:
+        assert record["size_bytes"] < 0.5 * sizes[record["role"]], record["role"]
+    figures = measure_parity(ExecuTorchRunner(int8_dir), TorchRunner(small_model), parity_images,
+                             ParityConfig(prompts_per_image=3))
+    assert figures["embedding_cosine"]["mean"] > 0.95
+    assert figures["mask_iou"]["mean"] > 0.8
+
+
+def test_tampered_program_refused(fp32_dir, tmp_path):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(fp32_dir, tampered)
+    with open(tampered / "decoder.pte", "r+b") as f:
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ArtifactError, match="does not match its manifest hash"):
+        ExecuTorchRunner(tampered)
+
+
+def test_wrong_target_folder_refused(fp32_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(fp32_dir, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "target": "tflite"}))
+    with pytest.raises(ArtifactError, match="not executorch"):
+        ExecuTorchRunner(other)
+
+
+def test_backend_and_precision_checked(small_model, tmp_path):
+    with pytest.raises(TinySamError, match="takes precision fp32 or int8, not fp16"):
+        et_target.convert(small_model, ConvertConfig(target="executorch", precision="fp16"), tmp_path, "seeded-0")
+    with pytest.raises(TinySamError, match="unknown ExecuTorch backend 'vulkan'"):
+        et_target.convert(small_model, ConvertConfig(target="executorch", precision="fp32", backend="vulkan"),
+                          tmp_path, "seeded-0")
+
+
+def test_cli_refuses_backend_for_other_targets(tmp_path):
+    assert_one_line_error(run_cli("convert", "--target", "onnx", "--backend", "xnnpack", "--out", tmp_path / "o"),
+                          "--backend applies to --target executorch only")
+
+
+def test_segment_through_executorch(fp32_dir, tmp_path):
+    """The CLI: `segment --backend executorch` on the reduced-size program (the demo model's 1024 weights differ,
+    so the checkpoint is the seeded one the program came from: segment needs none for artifacts)."""
+    from PIL import Image
+    import skimage.data
+
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    result = run_cli("segment", photo, "--point", "230,140", "--backend", "executorch", "--artifacts", fp32_dir,
+                     "--out", tmp_path / "mask.png")
+    assert result.returncode == 0, result.stderr
+    assert "backend executorch" in result.stdout and (tmp_path / "mask.png").exists()
+
+
+def test_coreml_delegate_program_loads_but_runs_on_apple_only(tmp_path_factory, small_model):
+    """--backend coreml: the whole graph goes into one Core ML payload per method (an fp16 ML Program inside
+    the .pte). Linux has no Core ML runtime: the program loads and lists its methods; the runner refuses it."""
+    from executorch.runtime import Runtime
+
+    folder = _convert(tmp_path_factory, small_model, "fp16", backend="coreml")
+    manifest = load_manifest(folder)
+    assert manifest["backend"] == "coreml" and "Apple devices only" in manifest["runs_on"]
+    encoder = manifest["artifacts"][0]["methods"]["encode"]
+    assert encoder["delegate"] == "CoreMLBackend" and encoder["delegated_subgraphs"] == 1
+    assert encoder["delegate_payload_bytes"] > 1_000_000 and encoder["outside_delegate"] == {}
+    for method in _decoder_record(folder)["methods"].values():
+        assert method["delegated_subgraphs"] == 1 and method["outside_delegate"] == {}
+    assert Runtime.get().load_program(folder / "decoder.pte").method_names == {"decode", "decode_batch"}
+    if not Runtime.get().backend_registry.is_available("CoreMLBackend"):
+        with pytest.raises(TinySamError, match="CoreMLBackend delegate, which this ExecuTorch runtime lacks"):
+            ExecuTorchRunner(folder)
