@@ -148,6 +148,23 @@ def test_everything_on_ray_equals_local(photos, local_run, local_ray, tmp_path):
     assert out.read_text() == local_run[1]  # byte for byte: same records, same order, same ids
 
 
+def test_benchmark_dataset_local_and_one_worker(photos, local_ray, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("benchmark-dataset", photos, "--out", out, "--workers", "1", "--mode", "dense",
+                    "--points-per-side", "4")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    local, ray = figures["runs"]
+    assert (local["run"], ray["run"], local["images"], ray["images"], local["failed"]) == ("local", "ray-1", 2, 2, 1)
+    assert local["prompts_per_image"] == ray["prompts_per_image"] == 16
+    for run in (local, ray):
+        cost = run["cost_per_image_s"]
+        assert cost["total_s"] >= cost["encoder_s"] + cost["decoder_s"] > 0 and run["idle_s_per_image"] >= 0
+    assert figures["ray_overhead_per_image"]["seconds_per_image"] == pytest.approx(
+        ray["idle_s_per_image"] - local["idle_s_per_image"])
+    assert figures["command"].startswith("tinysam-mobile benchmark-dataset") and "Ray overhead per image" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def small_onnx(tmp_path_factory, small_model):
     """256 px ONNX artifacts of the seeded model, converted from a checkpoint file (validate checks its hash)."""
