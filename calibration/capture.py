@@ -13,7 +13,7 @@ huge, rows of A / columns of B. Each kept output position depends only on the ke
 """
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ class OpData:
     grad2: list[torch.Tensor] = field(default_factory=list)           # per pass, shaped like the output
     post_gelu: bool = False     # input produced by a GELU (twin-uniform candidate)
     post_softmax: bool = False  # matmul operand a is a softmax (rows sum to 1)
+    weight_grad2: Optional[torch.Tensor] = None  # conv / deconv / linear: squared weight gradients, summed
 
     def cat(self) -> tuple[list[torch.Tensor], torch.Tensor]:
         return [torch.cat(parts) for parts in zip(*self.operands)], torch.cat(self.grad2)
@@ -176,8 +177,11 @@ def capture(model: TinySam, samples: list[PromptedImage], config: CalibrationCon
     """Run the FP model over the calibration samples (one forward and backward per image)."""
     model = model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:  # gradients flow from the inputs only; no weight gradients are needed
+    for p in params:  # gradients flow from the inputs, and to the quantized layers' weights only
         p.requires_grad_(False)
+    weights = {name: module.weight for name, (kind, module) in quantizable_ops(model).items() if kind != "matmul"}
+    for weight in weights.values():
+        weight.requires_grad_(True)
     recorder = Recorder(model, config)
     gen = torch.Generator().manual_seed(config.seed)
     try:
@@ -198,9 +202,18 @@ def capture(model: TinySam, samples: list[PromptedImage], config: CalibrationCon
                                            mask_input, has_mask)
                 fisher_loss(logits, iou, gen).backward()
             recorder.end_pass()
+            for name, weight in weights.items():
+                if weight.grad is not None:
+                    data = recorder.ops[name]
+                    grad2 = weight.grad.detach().pow(2)
+                    data.weight_grad2 = grad2 if data.weight_grad2 is None else data.weight_grad2 + grad2
+                    weight.grad = None
             progress()
     finally:
         recorder.remove()
+        for weight in weights.values():
+            weight.requires_grad_(False)
+            weight.grad = None
         for p in params:
             p.requires_grad_(True)
     return {name: data for name, data in recorder.ops.items() if data.operands}

@@ -41,7 +41,11 @@ def scales_from_capture(captured: dict[str, OpData], config: CalibrationConfig, 
                         method: str = "tinysam-ptq") -> ScalesFile:
     """TinySAM PTQ scales (method 'tinysam-ptq') or the min/max baseline ('minmax')."""
     if method == "minmax":
-        return minmax_scales(captured, config.bits, checkpoint_sha256)
-    with progress_bar() as bar:
-        task = bar.add_task(f"searching W{config.bits}A{config.bits} scales", total=len(captured))
-        return search_scales(captured, config, checkpoint_sha256, progress=lambda name: bar.advance(task))
+        scales = minmax_scales(captured, config.bits, checkpoint_sha256)
+    else:
+        with progress_bar() as bar:
+            task = bar.add_task(f"searching W{config.bits}A{config.bits} scales", total=len(captured))
+            scales = search_scales(captured, config, checkpoint_sha256, progress=lambda name: bar.advance(task))
+    scales.weight_sensitivity = {name: data.weight_grad2 for name, data in captured.items()
+                                 if data.weight_grad2 is not None}
+    return scales

@@ -49,6 +49,7 @@ SCHEMES = ("uniform", "twin_softmax", "twin_gelu")
 OPERANDS = {"conv": ("weight", "input"), "deconv": ("weight", "input"), "linear": ("weight", "input"),
             "matmul": ("a", "b")}
 TENSOR_FIELDS = ("scale", "scale_high", "offset")
+SENSITIVITY_PREFIX = "sensitivity/"
 
 
 class ScalesError(TinySamError):
@@ -95,6 +96,9 @@ class ScalesFile:
     method: str
     ops: dict[str, OpScales] = field(default_factory=dict)
     seed: Optional[int] = None
+    # Conv / deconv / linear weights: squared task-loss gradients (the Fisher diagonal the scale search
+    # also uses), shaped like the weight; what sensitivity-weighted palettes weigh each weight by.
+    weight_sensitivity: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def op(self, module_name: str) -> OpScales:
         if module_name not in self.ops:
@@ -141,7 +145,8 @@ def summary(scales: ScalesFile) -> dict:
         ops[op_name] = {"kind": op.kind, **{operand: _quantizer_json(f"{op_name}.{operand}", q)
                                             for operand, q in op.quantizers.items()}}
     return {"format_version": FORMAT_VERSION, "checkpoint_sha256": scales.checkpoint_sha256,
-            "method": scales.method, "seed": scales.seed, "bits": scales.bits, "num_ops": len(ops), "ops": ops}
+            "method": scales.method, "seed": scales.seed, "bits": scales.bits, "num_ops": len(ops), "ops": ops,
+            "weight_sensitivity": {name: SENSITIVITY_PREFIX + name for name in scales.weight_sensitivity}}
 
 
 def json_path(path: Path) -> Path:
@@ -162,6 +167,9 @@ def save_scales(scales: ScalesFile, path: "str | Path") -> Path:
             for f in TENSOR_FIELDS:
                 if getattr(q, f) is not None:
                     tensors[f"{op_name}.{operand}.{f}"] = getattr(q, f).detach().float().contiguous()
+    for op_name, sensitivity in scales.weight_sensitivity.items():
+        # bfloat16: fp32's range (squared gradients reach 1e-20) at half the bytes; only ratios matter.
+        tensors[SENSITIVITY_PREFIX + op_name] = sensitivity.detach().to(torch.bfloat16).contiguous()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(description)})
     with atomic_path(json_path(path)) as tmp:
@@ -203,6 +211,10 @@ def load_scales(path: "str | Path") -> ScalesFile:
             quantizers[operand] = Quantizer(q["scheme"], q["bits"], granularity=q["granularity"], axis=q["axis"],
                                             split=q["split"], **loaded)
         scales.ops[op_name] = OpScales(record["kind"], quantizers)
+    for op_name, key in description.get("weight_sensitivity", {}).items():  # absent in older files
+        if key not in tensors:
+            raise ScalesError(f"{path}: tensor {key!r} is missing")
+        scales.weight_sensitivity[op_name] = tensors[key].float()
     return scales
 
 

@@ -20,6 +20,7 @@ class ConvertConfig:
     calibration_images: Optional[Path] = None  # folder of images for activation ranges (w8a8)
     compute_precision: str = "fp16"          # CoreML only: fp16 (default) or fp32
     backend: str = "xnnpack"                 # ExecuTorch only: the delegate, xnnpack or coreml
+    palette: Optional[str] = None            # CoreML palettize*: kmeans | sensitive-kmeans | ptq-grid
 
     def __post_init__(self) -> None:
         if self.max_tokens < 3 or self.everything_batch < 1:  # 3: a point and a box

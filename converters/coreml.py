@@ -204,8 +204,8 @@ def check_config(config: ConvertConfig) -> None:
         raise TinySamError(f"unknown CoreML precision {config.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if config.compute_precision not in COMPUTE_PRECISIONS:
         raise TinySamError(f"--compute-precision must be fp16 or fp32, got {config.compute_precision!r}")
-    if config.scales is not None and config.precision not in ("int8", "w8a8"):
-        raise TinySamError(f"--scales applies to int8 and w8a8, not {config.precision}")
+    if config.scales is not None and config.precision not in ("int8", "w8a8") and not config.precision.startswith("palettize"):
+        raise TinySamError(f"--scales applies to int8, w8a8 and palettize*, not {config.precision}")
 
 
 def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:

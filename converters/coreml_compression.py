@@ -1,9 +1,14 @@
 """What each CoreML precision does to the weights (and, for w8a8, activations), with a per-layer report.
 
 int8 / w8a8 weights are put on their int8 grid in PyTorch (coreml_weights) so the package holds the
-exact codes the scales imply; palettes are k-means LUTs from coremltools.optimize.coreml after
-conversion; w8a8 activation quantize/dequantize pairs go in with coremltools' own graph pass, fed
-with activation ranges from a TinySAM scales file instead of a macOS-only calibration run.
+exact codes the scales imply; w8a8 activation quantize/dequantize pairs go in with coremltools' own
+graph pass, fed with activation ranges from a TinySAM scales file instead of a macOS-only calibration run.
+
+Palettes come three ways (PALETTE_METHODS): plain k-means LUTs from coremltools.optimize.coreml after
+conversion; sensitivity-weighted k-means (coremltools.optimize.torch's SKMPalettizer) weighing each
+weight by the squared task-loss gradient `calibrate` stored in the scales file; or TinySAM's own grid
+(a LUT of integer codes times the scales file's per-channel scale). The last two are fitted in PyTorch,
+and coremltools turns the LUT buffers they leave on each layer into the package's palettes.
 """
 
 import re
@@ -20,13 +25,20 @@ from ..errors import TinySamError
 from ..modeling import TinySam
 from .config import ConvertConfig
 from .coreml_package import load_program, program_ops
-from .coreml_weights import (attach_int8_weights, channel_axis, folded_copy, max_abs_grids, per_channel,
-                             quantized_layers, scales_file_grids)
+from .coreml_weights import (attach_grid_palettes, attach_int8_weights, channel_axis, folded_copy, max_abs_grids,
+                             per_channel, quantized_layers, scales_file_grids)
 
 LAYER_OPS = ("conv", "linear", "conv_transpose")  # the MIL ops whose weights are compressed
 PALETTE_GROUP_SIZE = 16  # output channels sharing one LUT (per-grouped-channel, iOS18)
 MIN_PALETTIZED_ELEMENTS = 2048  # coremltools' default: smaller constants (biases, tiny convs) stay float
 PE_TABLE_PREFIX = "b_dense_pe_"  # exported names of coreml.Decoder's dense_pe buffers (b_<module path>)
+PALETTE_METHODS = {
+    "kmeans": "k-means LUTs (coremltools.optimize.coreml.palettize_weights)",
+    "sensitive-kmeans": "sensitivity-weighted k-means LUTs (coremltools.optimize.torch SKMPalettizer), "
+                        "weights weighed by the scales file's squared task-loss gradients",
+    "ptq-grid": "TinySAM's PTQ grid: a LUT of the integer codes times the scales file's per-channel scale",
+}
+SENSITIVITY_FLOOR = 1e-6  # relative to a layer's largest: tiny weights that never reach 0 keep k-means stable
 
 
 @dataclass
@@ -36,6 +48,7 @@ class CompressionPlan:
     model: TinySam
     summary: dict[str, Any]
     palette_bits: Optional[int] = None
+    palette_ops: tuple[str, ...] = LAYER_OPS  # what plain k-means palettizes after conversion
     activation_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer -> input range
     weight_report: list[dict[str, Any]] = field(default_factory=list)  # int8: per torch layer
 
@@ -61,12 +74,9 @@ def plan_for(model: TinySam, config: ConvertConfig, checkpoint_sha256: str) -> C
     if precision in ("fp16", "fp32"):
         return CompressionPlan(folded_copy(model)[0], {"weights": f"float{precision[2:]}"})
     if precision.startswith("palettize"):
-        folded = folded_copy(model)[0]
-        bits = int(precision.removeprefix("palettize"))
-        return CompressionPlan(folded, {
-            "weights": f"{bits}-bit k-means palettes (coremltools.optimize.coreml.palettize_weights)",
-            "ops": list(LAYER_OPS), "granularity": "per_grouped_channel", "group_size": PALETTE_GROUP_SIZE,
-            "min_elements": MIN_PALETTIZED_ELEMENTS, "other_weights": "float16"}, palette_bits=bits)
+        return palette_plan(model, config, int(precision.removeprefix("palettize")), checkpoint_sha256)
+    if config.palette is not None:
+        raise TinySamError("--palette applies to --precision palettize4 / palettize6 / palettize8 only")
     if precision == "w8a8" and config.scales is None:
         raise TinySamError("w8a8 needs activation scales: pass --scales from 'tinysam-mobile calibrate'")
     scales = read_scales(config.scales, checkpoint_sha256) if config.scales is not None else None
@@ -86,28 +96,123 @@ def plan_for(model: TinySam, config: ConvertConfig, checkpoint_sha256: str) -> C
                            weight_report=int8_report(model, grids))
 
 
-def layer_weights(mlmodel) -> dict[str, tuple[str, np.ndarray]]:
+def palette_plan(model: TinySam, config: ConvertConfig, bits: int, checkpoint_sha256: str) -> CompressionPlan:
+    method = config.palette or ("sensitive-kmeans" if config.scales is not None else "kmeans")
+    if method not in PALETTE_METHODS:
+        raise TinySamError(f"unknown --palette {method!r}; choose one of {', '.join(PALETTE_METHODS)}")
+    summary = {"weights": f"{bits}-bit palettes: {PALETTE_METHODS[method]}", "palette_method": method,
+               "ops": list(LAYER_OPS), "other_weights": "float16"}
+    if method == "kmeans":
+        if config.scales is not None:
+            raise TinySamError("--palette kmeans uses no scales file; drop --scales or choose sensitive-kmeans / ptq-grid")
+        return CompressionPlan(folded_copy(model)[0], {
+            **summary, "granularity": "per_grouped_channel", "group_size": PALETTE_GROUP_SIZE,
+            "min_elements": MIN_PALETTIZED_ELEMENTS}, palette_bits=bits)
+    if config.scales is None:
+        raise TinySamError(f"--palette {method} needs --scales from 'tinysam-mobile calibrate'")
+    scales = read_scales(config.scales, checkpoint_sha256)
+    summary["scales"] = f"{Path(config.scales).name} ({scales.method}, W{scales_bits(scales)})"
+    if method == "ptq-grid":
+        if scales_bits(scales) != bits:
+            raise TinySamError(f"--palette ptq-grid holds the scales file's grid: palettize{bits} needs a "
+                               f"--bits {bits} scales file, {config.scales} is W{scales_bits(scales)}")
+        grids = scales_file_grids(model, scales)
+        palettized = attach_grid_palettes(model, grids, bits)
+        return CompressionPlan(palettized, {**summary, "granularity": "one LUT per layer, scale per output channel",
+                                            "palettized_layers": len(grids)}, palette_bits=bits, palette_ops=(),
+                               weight_report=torch_weight_report(model, palettized, grids, bits))
+    palettized, layers = sensitive_palettes(model, scales, bits)
+    return CompressionPlan(palettized, {**summary, "granularity": "per_grouped_channel",
+                                        "group_size": PALETTE_GROUP_SIZE, "min_elements": MIN_PALETTIZED_ELEMENTS,
+                                        "sensitivity_weighted_layers": len(layers),
+                                        "plain_kmeans": "after conversion, as --palette kmeans: ConvTranspose2d "
+                                                        "(SKMPalettizer does not take it) and layers no gradient "
+                                                        "reached (zero sensitivity carries no information)"},
+                           palette_bits=bits,
+                           weight_report=torch_weight_report(model, palettized, layers, bits))
+
+
+def scales_bits(scales) -> int:
+    return scales.bits["weight"]
+
+
+def layer_sensitivities(model: TinySam, scales) -> dict[str, torch.Tensor]:
+    """{layer name: importance of each weight of the BatchNorm-folded layer, in (0, 1]} for the layers
+    with a non-zero sensitivity. Folding scales a channel's weights by f, so their gradients by 1 / f:
+    the squared gradients divide by f^2."""
+    factors = folded_copy(model)[1]
+    layers = quantized_layers(model)
+    importances = {}
+    for name, sensitivity in scales.weight_sensitivity.items():
+        if name in factors:
+            sensitivity = sensitivity / per_channel(factors[name], sensitivity, channel_axis(layers[name])).pow(2)
+        if sensitivity.max() > 0:
+            importances[name] = (sensitivity / sensitivity.max()).clamp_min(SENSITIVITY_FLOOR)
+    return importances
+
+
+def sensitive_palettes(model: TinySam, scales, bits: int) -> tuple[TinySam, list[str]]:
+    """A BatchNorm-folded copy whose large conv and linear weights coremltools' SKMPalettizer has fitted
+    to `bits`-bit LUTs (one per 16 output channels), each weight weighed by its sensitivity."""
+    import tempfile
+
+    import coremltools.optimize.torch.palettization as ctp
+
+    if not scales.weight_sensitivity:
+        raise TinySamError("the scales file holds no weight sensitivities (written by an older calibrate, or "
+                           "imported from Q-TinySAM): re-run 'tinysam-mobile calibrate' for sensitive-kmeans")
+    folded = folded_copy(model)[0]
+    importances = layer_sensitivities(model, scales)
+    names = [name for name, layer in quantized_layers(folded).items()  # the others: see palette_plan
+             if layer.weight.numel() > MIN_PALETTIZED_ELEMENTS and name in importances
+             and not isinstance(layer, torch.nn.ConvTranspose2d)]
+    layer_config = ctp.ModuleSKMPalettizerConfig(n_bits=bits, granularity="per_grouped_channel",
+                                                 group_size=PALETTE_GROUP_SIZE)
+    if not names:
+        return folded, names
+    config = ctp.SKMPalettizerConfig(global_config=None, module_name_configs={name: layer_config for name in names})
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sensitivity.pt"
+        torch.save({f"{name}.weight": importances[name] for name in names}, path)
+        palettized = ctp.SKMPalettizer(folded, config).compress(sensitivity_path=str(path))
+    return palettized, names
+
+
+def torch_weight_report(model: TinySam, palettized: TinySam, layers, bits: int) -> list[dict[str, Any]]:
+    """Relative RMS and max error of each palettized layer against its float (folded) weight."""
+    reference, compressed = quantized_layers(folded_copy(model)[0]), quantized_layers(palettized)
+    report = []
+    for name in layers:
+        w, wp = reference[name].weight.detach(), compressed[name].weight.detach()
+        report.append({"layer": name, "bits": bits, "relative_rms_error":
+                       float(torch.linalg.vector_norm(wp - w) / torch.linalg.vector_norm(w).clamp_min(1e-12)),
+                       "max_abs_error": float((wp - w).abs().max())})
+    return report
+
+
+def layer_weights(mlmodel, op_types: tuple[str, ...] = LAYER_OPS) -> dict[str, tuple[str, np.ndarray]]:
     """{conv / linear op name: (weight name, float weight)}, constexpr-compressed weights decompressed."""
     import coremltools.optimize.coreml as cto
 
     return {op.name: (op.weight.op.name, np.asarray(op.weight.val, np.float32))
-            for op in program_ops(load_program(cto.decompress_weights(mlmodel)), LAYER_OPS)}
+            for op in program_ops(load_program(cto.decompress_weights(mlmodel)), op_types)}
 
 
-def palettize(mlmodel, bits: int):
+def palettize(mlmodel, bits: int, op_types: tuple[str, ...] = LAYER_OPS):
     import coremltools.optimize.coreml as cto
 
     palette = cto.OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_grouped_channel",
                                      group_size=PALETTE_GROUP_SIZE, weight_threshold=MIN_PALETTIZED_ELEMENTS)
-    return cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_type_configs={op: palette for op in LAYER_OPS}))
+    return cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_type_configs={op: palette for op in op_types}))
 
 
-def reconstruction_report(before, after, bits: int) -> list[dict[str, Any]]:
+def reconstruction_report(before, after, bits: int, op_types: tuple[str, ...] = LAYER_OPS) -> list[dict[str, Any]]:
     """Per palettized layer: relative RMS and max error of the LUT weights against the float ones."""
-    original, compressed = layer_weights(before), layer_weights(after)
+    original, compressed = layer_weights(before, op_types), layer_weights(after, op_types)
+    already = {op.name for op in program_ops(load_program(before), op_types) if op.weight.op.op_type != "const"}
     report = []
     for op_name, (weight_name, w) in original.items():
-        if w.size <= MIN_PALETTIZED_ELEMENTS:  # coremltools compresses only larger weights
+        if w.size <= MIN_PALETTIZED_ELEMENTS or op_name in already:  # coremltools compresses larger float weights
             continue
         wp = compressed[op_name][1]
         report.append({"op": op_name, "weight": weight_name, "shape": list(w.shape), "bits": bits,
@@ -174,16 +279,20 @@ def quantize_other_constants(mlmodel):
 
 def compress(plan: CompressionPlan, mlmodel, role: str) -> tuple[Any, list[dict[str, Any]]]:
     """The package compressed as planned, and the per-layer report of what happened to its weights."""
-    if plan.palette_bits is not None:
-        palettized = palettize(mlmodel, plan.palette_bits)
-        return palettized, reconstruction_report(mlmodel, palettized, plan.palette_bits)
+    report = [r for r in plan.weight_report if r["layer"].split(".")[0] in ROLE_PREFIXES[role]]
+    if plan.palette_bits is not None:  # palettes fitted in PyTorch are in the package already
+        if plan.palette_ops:
+            palettized = palettize(mlmodel, plan.palette_bits, plan.palette_ops)
+            report += reconstruction_report(mlmodel, palettized, plan.palette_bits, plan.palette_ops)
+            mlmodel = palettized
+        return mlmodel, report
     if plan.weight_report:
         mlmodel = quantize_other_constants(mlmodel)
     if plan.activation_ranges:
         mlmodel, count = quantize_activations(mlmodel, plan.activation_ranges)
         if count == 0:
             raise TinySamError(f"no {role} layer matched the scales file's activation ranges")
-    return mlmodel, [r for r in plan.weight_report if r["layer"].split(".")[0] in ROLE_PREFIXES[role]]
+    return mlmodel, report
 
 
 ROLE_PREFIXES = {"encoder": ("image_encoder",), "decoder": ("prompt_encoder", "mask_decoder"),

@@ -21,6 +21,7 @@ WEIGHT_BITS = 8  # storage; a 6-bit scales file's codes fit as well
 MAX_ABS_LEVEL = 127  # max-abs scales map the largest weight to +-127 (TinySAM's grid: -128..127)
 Grid = tuple[torch.Tensor, torch.Tensor]  # (integer codes shaped like the weight, scale per output channel)
 QUANTIZED_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)  # what TinySAM's PTQ quantizes
+COMPRESSION_TYPE_PALETTIZATION = 2  # coremltools' CompressionType.PALETTIZATION
 COMPRESSION_TYPE_QUANTIZATION = 3  # coremltools' CompressionType.QUANTIZATION
 
 
@@ -86,22 +87,47 @@ def folded_copy(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     return folded, fold_batchnorms(folded)
 
 
-def attach_int8_weights(model: nn.Module, grids: dict[str, Grid]) -> nn.Module:
-    """A copy of model with BatchNorms folded and each layer in grids set to codes * scale, tagged so
-    that coremltools stores the codes as int8 and the scale per output channel."""
+def _on_grids(model: nn.Module, grids: dict[str, Grid]) -> tuple[nn.Module, dict[str, tuple[nn.Module, torch.Tensor]]]:
+    """A copy of model with BatchNorms folded and each layer in grids set to codes * scale; returns it and
+    {name: (layer, scale shaped to broadcast against the weight)}. Folding multiplies a channel's scale by
+    its BatchNorm factor, which may be negative: the codes stay, the scale takes the sign."""
     folded, factors = folded_copy(model)
     layers = quantized_layers(folded)
+    placed = {}
     with torch.no_grad():
         for name, (codes, scale) in grids.items():
             layer = layers[name]
             axis = channel_axis(layer)
-            codes, s = codes.float(), per_channel(scale, codes, axis)
-            if name in factors:  # a negative factor flips the channel's sign, not its grid
-                f = per_channel(factors[name], codes, axis)
-                codes, s = codes * torch.sign(f), s * f.abs()
-            s = torch.where(s > 0, s, torch.ones_like(s))  # dead channel: codes are 0, any scale will do
-            layer.weight.copy_(codes * s)
-            layer.register_buffer("_COREML_/weight/quantization_n_bits", torch.tensor(WEIGHT_BITS))
-            layer.register_buffer("_COREML_/weight/quantization_scale", s)
-            layer.register_buffer("_COREML_/weight/compression_type", torch.tensor([COMPRESSION_TYPE_QUANTIZATION]))
+            s = per_channel(scale, codes, axis)
+            if name in factors:
+                s = s * per_channel(factors[name], codes, axis)
+            s = torch.where(s != 0, s, torch.ones_like(s))  # dead channel: codes are 0, any scale will do
+            layer.weight.copy_(codes.float() * s)
+            placed[name] = (layer, s)
+    return folded, placed
+
+
+def attach_int8_weights(model: nn.Module, grids: dict[str, Grid]) -> nn.Module:
+    """A copy of model with BatchNorms folded and each layer in grids set to codes * scale, tagged so
+    that coremltools stores the codes as int8 and the scale per output channel (a negative folded scale
+    flips the stored codes' sign: int8 scales are positive)."""
+    folded, placed = _on_grids(model, grids)
+    for layer, s in placed.values():
+        layer.register_buffer("_COREML_/weight/quantization_n_bits", torch.tensor(WEIGHT_BITS))
+        layer.register_buffer("_COREML_/weight/quantization_scale", s.abs())
+        layer.register_buffer("_COREML_/weight/compression_type", torch.tensor([COMPRESSION_TYPE_QUANTIZATION]))
+    return folded
+
+
+def attach_grid_palettes(model: nn.Module, grids: dict[str, Grid], bits: int) -> nn.Module:
+    """A copy of model whose layers in grids coremltools stores as `bits`-bit palettes holding exactly
+    TinySAM's quantization grid: one LUT of the integer codes -2^(bits-1) .. 2^(bits-1) - 1 per layer,
+    times the scale per output channel (constexpr_lut_to_dense, then constexpr_blockwise_shift_scale)."""
+    folded, placed = _on_grids(model, grids)
+    qmax = 2 ** (bits - 1)
+    for layer, s in placed.values():
+        lut = torch.arange(-qmax, qmax, dtype=torch.float32).reshape([1] * layer.weight.ndim + [2 * qmax, 1])
+        layer.register_buffer("_COREML_/weight/lut", lut)
+        layer.register_buffer("_COREML_/weight/palettization_scale", s)
+        layer.register_buffer("_COREML_/weight/compression_type", torch.tensor([COMPRESSION_TYPE_PALETTIZATION]))
     return folded

@@ -349,3 +349,37 @@ def test_folder_images_are_shrunk_to_the_model_size_as_they_are_read(tmp_path):
     assert shrunk.shape == (154, 256, 3)
     np.testing.assert_array_equal(untouched, small)
     np.testing.assert_array_equal(preprocess(shrunk, 256)[0], preprocess(large, 256)[0])
+
+
+def test_capture_sums_squared_weight_gradients_of_every_layer(small_model, small_calibration):
+    """What sensitivity-weighted palettes weigh each weight by: one sum of squared gradients per conv /
+    deconv / linear weight, shaped like it, non-negative and not all zero; matmuls have no weights."""
+    _, _, captured = small_calibration
+    modules = dict(small_model.named_modules())
+    silent = []
+    for name, data in captured.items():
+        if data.kind == "matmul":
+            assert data.weight_grad2 is None
+            continue
+        grad2 = data.weight_grad2
+        assert grad2 is not None and grad2.shape == modules[name].weight.shape, name
+        assert (grad2 >= 0).all(), name
+        if grad2.max() == 0:
+            silent.append(name)
+    # Exactly the weights no gradient reaches: seeded TinyViT zero-initialises the BatchNorm after each
+    # MBConv's last conv (stage 0; later stages are attention blocks), which silences the block's three
+    # convs, and the calibration decodes multimask outputs only, which never use mask token 0's MLP.
+    mbconvs = {f"image_encoder.layers.0.blocks.{b}.conv{c}.c" for b in (0, 1) for c in (1, 2, 3)}
+    token0 = {f"mask_decoder.output_hypernetworks_mlps.0.layers.{i}" for i in range(3)}
+    assert set(silent) == mbconvs | token0
+    assert all(p.requires_grad and p.grad is None for p in small_model.parameters())
+
+
+def test_weight_sensitivities_round_trip_through_the_scales_file(tmp_path):
+    scales = _example_scales()
+    scales.weight_sensitivity = {"enc.fc2": torch.tensor([[1e-20, 3.0], [0.0, 2.5e-7]])}
+    loaded = load_scales(save_scales(scales, tmp_path / "s.safetensors"))
+    # bfloat16: 8 bits of mantissa, fp32's exponent range (tiny squared gradients survive)
+    torch.testing.assert_close(loaded.weight_sensitivity["enc.fc2"], scales.weight_sensitivity["enc.fc2"],
+                               rtol=1 / 128, atol=0)
+    assert load_scales(save_scales(_example_scales(), tmp_path / "t.safetensors")).weight_sensitivity == {}

@@ -37,11 +37,17 @@ def convert(
     everything_batch: int = typer.Option(DEFAULT_EVERYTHING_BATCH, help="Prompts per call of the batched everything-mode decoder."),
     scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate': "
                                           "weight grids and activation ranges of coreml int8 / w8a8 and tflite "
-                                          "w8a8.", show_default=False),
+                                          "w8a8; weight sensitivities or grids of coreml palettize*.",
+                                          show_default=False),
     calibration_images: Optional[Path] = typer.Option(
         None, help="Folder of images for activation ranges (w8a8 without --scales). Default: built-in photos "
         "and generated scenes.", show_default=False),
     compute_precision: str = typer.Option("fp16", help="CoreML compute precision: fp16 or fp32."),
+    palette: Optional[str] = typer.Option(
+        None, help="CoreML palettize4/6/8: how the LUTs are fitted. kmeans (plain k-means, the default without "
+        "--scales); sensitive-kmeans (each weight weighed by its task-loss sensitivity from the --scales file, "
+        "the default with --scales); ptq-grid (the LUT is TinySAM's quantization grid of a scales file of the "
+        "same bit width).", show_default=False),
 ) -> None:
     """Convert a TinySAM checkpoint into encoder and decoder artifacts for one mobile runtime.
 
@@ -59,12 +65,14 @@ def convert(
         raise TinySamError(f"unknown precision {precision!r} for {target}; choose one of {', '.join(converter.PRECISIONS)}")
     if backend is not None and target != "executorch":
         raise TinySamError("--backend applies to --target executorch only")
+    if palette is not None and not precision.startswith("palettize"):
+        raise TinySamError("--palette applies to --target coreml --precision palettize4 / palettize6 / palettize8 only")
     for path, what in ((scales, "--scales"), (calibration_images, "--calibration-images")):
         if path is not None and not path.exists():
             raise TinySamError(f"{what} {path} does not exist")
     config = ConvertConfig(target=target, precision=precision, max_tokens=max_tokens,
                            everything_batch=everything_batch, scales=scales,
-                           calibration_images=calibration_images, compute_precision=compute_precision,
+                           calibration_images=calibration_images, compute_precision=compute_precision, palette=palette,
                            **({"backend": backend} if backend is not None else {}))
     check_outputs(folders=(out,))
     model = load_tinysam(checkpoint)

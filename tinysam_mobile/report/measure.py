@@ -48,7 +48,8 @@ def converted(row: Row, model, checkpoint_sha256: str, cache: Path, scales: Opti
     if (folder / MANIFEST_NAME).is_file() and record.is_file() and json.loads(record.read_text()) == source:
         return folder
     backend = importlib.import_module(f"tinysam_mobile.converters.{row.target}")
-    config = ConvertConfig(target=row.target, precision=row.precision, scales=scales if row.ptq_scales else None)
+    config = ConvertConfig(target=row.target, precision=row.precision, scales=scales if row.ptq_scales else None,
+                           palette=row.palette)
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_directory(folder) as work:
         backend.convert(model, config, work, checkpoint_sha256)

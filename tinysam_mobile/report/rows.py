@@ -8,15 +8,17 @@ class Row:
     target: str
     precision: str
     ptq_scales: bool = False  # converted with the TinySAM PTQ scales file (`calibrate`) instead of min/max
+    palette: "str | None" = None  # CoreML palettes fitted from the scales file: sensitive-kmeans | ptq-grid
 
     @property
     def name(self) -> str:
         method = {True: " (TinySAM PTQ)", False: " (min/max)"}[self.ptq_scales] if self.precision == "w8a8" else ""
-        return f"{self.target} {self.precision}{method}"
+        return f"{self.target} {self.precision}{method}" + (f" ({self.palette})" if self.palette else "")
 
     @property
     def folder(self) -> str:
-        return f"{self.target}-{self.precision}" + ("-ptq" if self.ptq_scales else "")
+        return (f"{self.target}-{self.precision}" + (f"-{self.palette}" if self.palette else "")
+                + ("-ptq" if self.ptq_scales and not self.palette else ""))
 
 
 # CoreML w8a8 takes its activation ranges from a scales file only (no macOS calibration run here).
@@ -26,6 +28,10 @@ ROWS = (
     Row("onnx", "fp32"), Row("onnx", "int8"),
     Row("coreml", "fp16"), Row("coreml", "int8"), Row("coreml", "palettize8"), Row("coreml", "palettize6"),
     Row("coreml", "palettize4"), Row("coreml", "w8a8", ptq_scales=True),
+    # Palettes that carry TinySAM's PTQ: sensitivity-weighted k-means at every width (the sensitivities do
+    # not depend on the scales file's width), and the W8 file's own grid as an 8-bit palette.
+    *(Row("coreml", f"palettize{bits}", ptq_scales=True, palette="sensitive-kmeans") for bits in (8, 6, 4)),
+    Row("coreml", "palettize8", ptq_scales=True, palette="ptq-grid"),
 )
 
 
