@@ -3,8 +3,6 @@ runtime (executorch.runtime.Runtime; XNNPACK is linked into its Linux and macOS 
 to the Core ML delegate run only on Apple devices: this runner refuses them where the runtime has no Core ML
 backend (Linux)."""
 
-import ctypes
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +14,6 @@ from ..converters.manifest import load_manifest, token_bounds
 from ..errors import ArtifactError, TinySamError
 from ..utils.transforms import normalized_to_pixels
 from .batching import decode_in_batches
-
-
-@functools.cache
-def _load_quantized_kernels() -> None:
-    """Register ExecuTorch's quantized operator kernels (the quantize / dequantize around the ops an int8
-    program leaves outside the XNNPACK delegate) with the Python runtime, which links only the portable and
-    optimized ones: the library ships in the wheel and registers its kernels when loaded."""
-    from executorch.extension.pybindings import portable_lib
-
-    library = Path(portable_lib.__file__).parents[2] / "lib" / "libexecutorch_kernels_quantized.so"
-    if library.exists():  # the Linux wheel; elsewhere int8 programs load only if the runtime links them
-        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
 
 
 def _tensors(*arrays: np.ndarray) -> list[torch.Tensor]:
@@ -54,7 +40,6 @@ class ExecuTorchRunner:
                                "lacks (Core ML programs run on Apple devices only)")
         if portable_lib._threadpool_get_thread_count() != threads:  # XNNPACK's threads: the runtime's one pool
             portable_lib._unsafe_reset_threadpool(threads)
-        _load_quantized_kernels()
         files = {record["role"]: root / record["file"] for record in self.manifest["artifacts"]}
         try:
             encoder, decoder = (runtime.load_program(files[role]) for role in ("encoder", "decoder"))
