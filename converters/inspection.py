@@ -64,8 +64,12 @@ def compressed_weights(path: Path) -> list[dict[str, Any]]:
     program = load_program(ct.models.MLModel(str(path), skip_model_load=True))
     report = []
     for op in program_ops(program):
-        if op.op_type.startswith("constexpr_"):
+        consumers = {child.op_type for child in op.outputs[0].child_ops}
+        if op.op_type.startswith("constexpr_") and "constexpr_lut_to_dense" not in consumers:
             params = {k: np.asarray(v.val) for k, v in op.inputs.items() if v.val is not None}
+            if op.op_type == "constexpr_lut_to_dense" and "lut" not in params:
+                # a LUT computed by another constexpr (ptq-grid: integer codes times each channel's scale)
+                params["lut"] = np.empty(op.inputs["lut"].shape, np.float16)
             shape = tuple(op.outputs[0].shape)
             bits, granularity = _granularity(op.op_type, params, shape)
             report.append({"weight": op.outputs[0].name, "op": op.op_type, "shape": list(shape), "bits": bits,

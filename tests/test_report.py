@@ -43,3 +43,12 @@ def test_a_second_run_reuses_the_cached_row(small_report):
 def test_bad_rows_and_missing_scales_are_one_line_errors(tmp_path):
     assert_one_line_error(run_cli("report", "--out", tmp_path / "a", "--row", "tflite-fp64"), "unknown report row")
     assert_one_line_error(run_cli("report", "--out", tmp_path / "b", "--row", "tflite-w8a8-ptq"), "needs --scales")
+
+
+def test_token_table_reads_fresh_and_cached_records_alike():
+    from tinysam_mobile.report.page import token_table
+
+    fresh = {"mask_iou_by_tokens": {1: {"mean": 0.5}, 3: {"mean": 0.75}}}
+    cached = {"mask_iou_by_tokens": {"1": {"mean": 0.25}}}
+    table = token_table({"fresh row": fresh, "cached row": cached})
+    assert "| fresh row | 0.500 | 0.750 |" in table and "| cached row | 0.250 | - |" in table

@@ -49,7 +49,9 @@ def table(records: dict[str, dict], targets: dict[str, float]) -> str:
 
 def token_table(records: dict[str, dict]) -> str:
     """Mean mask IoU per prompt-token count (a prompt's points, then 2 box corners or 1 padding point)."""
-    measured = {name: r["mask_iou_by_tokens"] for name, r in records.items() if "mask_iou_by_tokens" in r}
+    # str keys: a record read back from the cache has JSON's string keys, a fresh one validate's ints
+    measured = {name: {str(t): v for t, v in r["mask_iou_by_tokens"].items()}
+                for name, r in records.items() if "mask_iou_by_tokens" in r}
     counts = sorted({int(t) for by in measured.values() for t in by})
     lines = ["| row | " + " | ".join(f"{t} tok" for t in counts) + " |", "|---|" + "---|" * len(counts)]
     for name, by in measured.items():
