@@ -101,9 +101,9 @@ def _on_grids(model: nn.Module, grids: dict[str, Grid]) -> tuple[nn.Module, dict
             s = per_channel(scale, codes, axis)
             if name in factors:
                 s = s * per_channel(factors[name], codes, axis)
-            s = torch.where(s != 0, s, torch.ones_like(s))  # dead channel: codes are 0, any scale will do
             layer.weight.copy_(codes.float() * s)
-            placed[name] = (layer, s)
+            # a dead channel (zero scale or BatchNorm factor) holds zeros: any non-zero scale stores them
+            placed[name] = (layer, torch.where(s != 0, s, torch.ones_like(s)))
     return folded, placed
 
 
