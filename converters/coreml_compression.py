@@ -111,11 +111,12 @@ def palette_plan(model: TinySam, config: ConvertConfig, bits: int, checkpoint_sh
     if config.scales is None:
         raise TinySamError(f"--palette {method} needs --scales from 'tinysam-mobile calibrate'")
     scales = read_scales(config.scales, checkpoint_sha256)
-    summary["scales"] = f"{Path(config.scales).name} ({scales.method}, W{scales_bits(scales)})"
+    weight_bits = scales.bits["weight"]
+    summary["scales"] = f"{Path(config.scales).name} ({scales.method}, W{weight_bits})"
     if method == "ptq-grid":
-        if scales_bits(scales) != bits:
+        if weight_bits != bits:
             raise TinySamError(f"--palette ptq-grid holds the scales file's grid: palettize{bits} needs a "
-                               f"--bits {bits} scales file, {config.scales} is W{scales_bits(scales)}")
+                               f"--bits {bits} scales file, {config.scales} is W{weight_bits}")
         grids = scales_file_grids(model, scales)
         palettized = attach_grid_palettes(model, grids, bits)
         return CompressionPlan(palettized, {**summary, "granularity": "one LUT per layer, scale per output channel",
@@ -132,15 +133,10 @@ def palette_plan(model: TinySam, config: ConvertConfig, bits: int, checkpoint_sh
                            weight_report=torch_weight_report(model, palettized, layers, bits))
 
 
-def scales_bits(scales) -> int:
-    return scales.bits["weight"]
-
-
-def layer_sensitivities(model: TinySam, scales) -> dict[str, torch.Tensor]:
+def layer_sensitivities(model: TinySam, scales, factors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """{layer name: importance of each weight of the BatchNorm-folded layer, in (0, 1]} for the layers
     with a non-zero sensitivity. Folding scales a channel's weights by f, so their gradients by 1 / f:
-    the squared gradients divide by f^2."""
-    factors = folded_copy(model)[1]
+    the squared gradients divide by f^2 (factors: folded_copy's)."""
     layers = quantized_layers(model)
     importances = {}
     for name, sensitivity in scales.weight_sensitivity.items():
@@ -161,8 +157,8 @@ def sensitive_palettes(model: TinySam, scales, bits: int) -> tuple[TinySam, list
     if not scales.weight_sensitivity:
         raise TinySamError("the scales file holds no weight sensitivities (written by an older calibrate, or "
                            "imported from Q-TinySAM): re-run 'tinysam-mobile calibrate' for sensitive-kmeans")
-    folded = folded_copy(model)[0]
-    importances = layer_sensitivities(model, scales)
+    folded, factors = folded_copy(model)
+    importances = layer_sensitivities(model, scales, factors)
     names = [name for name, layer in quantized_layers(folded).items()  # the others: see palette_plan
              if layer.weight.numel() > MIN_PALETTIZED_ELEMENTS and name in importances
              and not isinstance(layer, torch.nn.ConvTranspose2d)]

@@ -111,3 +111,16 @@ def golden_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("golden")
     write_golden(out)
     return out
+
+
+def tampered_copy(folder: Path, file: str, destination: Path) -> Path:
+    """A copy of an artifact folder with one byte of `file` flipped (its manifest hash no longer matches)."""
+    import shutil
+
+    shutil.copytree(folder, destination)
+    with open(destination / file, "r+b") as f:
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    return destination

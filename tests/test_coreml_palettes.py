@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_coreml import ct, decompress_lut, ops_of, program_of
+from test_coreml import TwoLayers, ct, decompress_lut, ops_of, program_of
 from tinysam_mobile.calibration.quantizers import quantize_codes
 from tinysam_mobile.calibration.scales import OpScales, Quantizer, ScalesFile, save_scales
 from tinysam_mobile.converters import coreml, coreml_compression
@@ -16,18 +16,6 @@ from tinysam_mobile.converters.config import ConvertConfig
 from tinysam_mobile.errors import TinySamError
 
 SHA = "test-sha"
-
-
-class TwoLayers(torch.nn.Module):
-    """A linear and a transposed conv, each above coremltools' 2048-element palettizing threshold."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = torch.nn.Linear(128, 96)
-        self.up = torch.nn.ConvTranspose2d(96, 64, kernel_size=2, stride=2)
-
-    def forward(self, x):
-        return self.up(self.proj(x).permute(0, 3, 1, 2))
 
 
 @pytest.fixture()

@@ -16,6 +16,7 @@ from tinysam_mobile.runners import TorchRunner
 from tinysam_mobile.runners.executorch_runner import ExecuTorchRunner
 from tinysam_mobile.validation import THRESHOLDS, ParityConfig, measure_parity
 
+from conftest import tampered_copy
 from test_cli import assert_one_line_error, run_cli
 
 SMALL_MAX_TOKENS = 3
@@ -130,13 +131,7 @@ def test_int8_is_quantized_and_close(int8_dir, fp32_dir, small_model, parity_ima
 
 
 def test_tampered_program_refused(fp32_dir, tmp_path):
-    tampered = tmp_path / "tampered"
-    shutil.copytree(fp32_dir, tampered)
-    with open(tampered / "decoder.pte", "r+b") as f:
-        f.seek(-100, 2)
-        byte = f.read(1)
-        f.seek(-100, 2)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    tampered = tampered_copy(fp32_dir, "decoder.pte", tmp_path / "tampered")
     with pytest.raises(ArtifactError, match="does not match its manifest hash"):
         ExecuTorchRunner(tampered)
 

@@ -1,11 +1,11 @@
 """`validate` and `convert` from the command line: pass/fail, tampered artifacts, bad arguments."""
 
 import json
-import shutil
 
 import pytest
 from PIL import Image
 
+from conftest import tampered_copy
 from test_cli import assert_one_line_error, run_cli
 
 
@@ -46,13 +46,7 @@ def test_validate_per_half_swaps_in_pytorch_halves(tflite_w8a8_dir, one_photo, t
 
 @pytest.mark.slow
 def test_validate_refuses_tampered_artifact(tflite_fp32_dir, one_photo, tmp_path):
-    tampered = tmp_path / "tampered"
-    shutil.copytree(tflite_fp32_dir, tampered)
-    with open(tampered / "decoder.tflite", "r+b") as f:
-        f.seek(-100, 2)
-        byte = f.read(1)
-        f.seek(-100, 2)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    tampered = tampered_copy(tflite_fp32_dir, "decoder.tflite", tmp_path / "tampered")
     result = run_cli("validate", tampered, "--images", one_photo)
     assert_one_line_error(result, "decoder.tflite", "does not match its manifest hash")
 
