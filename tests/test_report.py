@@ -52,3 +52,22 @@ def test_token_table_reads_fresh_and_cached_records_alike():
     cached = {"mask_iou_by_tokens": {"1": {"mean": 0.25}}}
     table = token_table({"fresh row": fresh, "cached row": cached})
     assert "| fresh row | 0.500 | 0.750 |" in table and "| cached row | 0.250 | - |" in table
+
+
+def test_each_ptq_row_takes_the_scales_file_of_its_width(tmp_path):
+    from tinysam_mobile.report.build import row_scales
+    from tinysam_mobile.report.rows import Row
+
+    files = {8: tmp_path / "w8.safetensors", 6: tmp_path / "w6.safetensors"}
+    assert row_scales(Row("coreml", "palettize6", ptq_scales=True, palette="ptq-grid"), files) == files[6]
+    assert row_scales(Row("coreml", "palettize6", ptq_scales=True, palette="sensitive-kmeans"), files) == files[8]
+    assert row_scales(Row("tflite", "w8a8", ptq_scales=True), files) == files[8]
+    assert row_scales(Row("coreml", "palettize4", ptq_scales=True, palette="ptq-grid"), files) is None
+    assert row_scales(Row("coreml", "palettize6"), files) is None  # plain k-means takes no scales file
+
+
+def test_a_ptq_grid_row_without_its_width_is_a_one_line_error(tmp_path):
+    result = run_cli("report", "--out", tmp_path / "a", "--row", "coreml-palettize6-ptq-grid")
+    assert_one_line_error(result, "needs --scales with a --bits 6 file")
+    result = run_cli("report", "--out", tmp_path / "b", "--scales", tmp_path / "absent.safetensors")
+    assert_one_line_error(result, "does not exist")

@@ -11,6 +11,22 @@ from ..utils.prompts import DEFAULT_PROMPTS_PER_IMAGE
 from .options import CheckpointOption
 
 
+def scales_by_width(paths: list[Path], checkpoint_sha256: str) -> dict[int, Path]:
+    """{weight bits: file} of the --scales files, each checked to be of this checkpoint; two of one width are
+    refused (which one a row took would be a guess)."""
+    from ..calibration.scales import read_scales
+
+    by_bits: dict[int, Path] = {}
+    for path in paths:
+        if not path.is_file():
+            raise TinySamError(f"--scales {path} does not exist")
+        bits = read_scales(path, checkpoint_sha256).bits["weight"]
+        if bits in by_bits:
+            raise TinySamError(f"--scales {by_bits[bits]} and {path} are both W{bits}; give one file per width")
+        by_bits[bits] = path
+    return by_bits
+
+
 @app.command()
 def report(
     context: typer.Context,
@@ -23,9 +39,11 @@ def report(
                                             "tflite-fp16, coreml-palettize6, tflite-w8a8-ptq); repeatable. The page "
                                             "still shows every row already measured. Default: all.",
                                             show_default=False),
-    scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate' (of the "
-                                          "same checkpoint): needed by the rows tflite-w8a8-ptq and coreml-w8a8-ptq, "
-                                          "which are left out without it.", show_default=False),
+    scales: Optional[list[Path]] = typer.Option(
+        None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate' (of the same checkpoint), one file per "
+        "weight width; repeatable. The W8 file serves the w8a8 rows and the sensitivity-weighted palettes, each "
+        "--bits N file the N-bit ptq-grid palette; rows whose file is not given are left out.",
+        show_default=False),
     images: int = typer.Option(8, min=1, help="Held-out photos and generated scenes."),
     prompts_per_image: int = typer.Option(DEFAULT_PROMPTS_PER_IMAGE, min=1,
                                           help="Prompts per image, through every prompt shape in turn."),
@@ -51,24 +69,23 @@ def report(
     from ..utils.files import atomic_directory, check_outputs
 
     chosen = select_rows(row)
-    if scales is None:
-        needing = [r.folder for r in chosen if r.ptq_scales]
-        if needing and row:  # asked for by name; by default these rows are left out
-            raise TinySamError(f"row {needing[0]} needs --scales (from 'tinysam-mobile calibrate')")
-        chosen = tuple(r for r in chosen if not r.ptq_scales)
-    elif not scales.is_file():
-        raise TinySamError(f"--scales {scales} does not exist")
+    sha = checkpoint_id(checkpoint)
+    scales_by_bits = scales_by_width(scales or [], sha)
+    needing = [r for r in chosen if r.ptq_scales and r.scales_bits not in scales_by_bits]
+    if needing and row:  # asked for by name; by default these rows are left out
+        raise TinySamError(f"row {needing[0].folder} needs --scales with a --bits {needing[0].scales_bits} file "
+                           "(from 'tinysam-mobile calibrate')")
+    chosen = tuple(r for r in chosen if r not in needing)
     try:
         model_config = TinySamConfig(img_size)
     except ValueError as exc:
         raise TinySamError(f"--img-size: {exc}") from None
     check_outputs(folders=(out,))
     model = load_tinysam(checkpoint, model_config)
-    sha = checkpoint_id(checkpoint)
     config = ReportConfig(images, prompts_per_image, latency_runs, threads)
     with Progress(transient=True) as bar:
         task = bar.add_task("report", total=None)
-        records = build_report(model, sha, chosen, cache, scales, config, default_images(images, held_out=True),
+        records = build_report(model, sha, chosen, cache, scales_by_bits, config, default_images(images, held_out=True),
                                progress=lambda text: bar.update(task, description=text))
     weights = ("the embedded demo model (tinysam_mobile/weights/MODEL_CARD.md)" if checkpoint is None
                else f"checkpoint {checkpoint.name}")
@@ -76,10 +93,12 @@ def report(
     # What regenerates the whole page: the options that differ from their defaults, every row (--row only
     # splits the work into several runs).
     command = " ".join(["tinysam-mobile report"] + [
-        f"{option.opts[0]} {context.params[option.name]}" for option in context.command.params
-        if option.name != "row" and context.params[option.name] not in (None, option.default)])
+        f"{option.opts[0]} {value}" for option in context.command.params
+        if option.name != "row" and context.params[option.name] not in (None, option.default)
+        for value in (context.params[option.name] if option.multiple else [context.params[option.name]])])
     targets = {r.name: row_target(r) for r in ROWS}
     with atomic_directory(out) as work:
-        write_page(work, records, targets, header(weights, sha, command, config, img_size, missing, scales))
+        write_page(work, records, targets, header(weights, sha, command, config, img_size, missing,
+                                                   scales_by_bits))
     typer.echo(f"report: {out / 'README.md'} ({len(records) - 1} rows measured"
                + (f"; not measured: {', '.join(missing)}" if missing else "") + ")")

@@ -39,16 +39,23 @@ def _store(path: Path, key: dict, figures: dict) -> dict:
     return record
 
 
-def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Path, scales: Optional[Path],
+def row_scales(row: Row, scales: dict[int, Path]) -> Optional[Path]:
+    """The scales file a row is converted with (None for the rows without TinySAM PTQ, or when the file of its
+    width was not given)."""
+    return scales.get(row.scales_bits) if row.ptq_scales else None
+
+
+def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Path, scales: dict[int, Path],
                  config: ReportConfig, images, progress: Callable[[str], None]) -> dict[str, dict]:
     """{row name: figures} for the reference and every row of ROWS measured with these settings (the ones
-    asked for now are converted and measured unless already cached)."""
+    asked for now are converted and measured unless already cached). scales: the scales files by weight
+    width."""
     from ..runners import TorchRunner
     from ..runners.factory import make_runner
 
     settings = {**asdict(config), "img_size": model.config.img_size}
-    plain, ptq = artifact_source(checkpoint_sha256, None), artifact_source(checkpoint_sha256, scales)
-    source = {row: ptq if row.ptq_scales else plain for row in ROWS}
+    plain = artifact_source(checkpoint_sha256, None)
+    source = {row: artifact_source(checkpoint_sha256, row_scales(row, scales)) for row in ROWS}
     record_path = lambda name: cache / f"{name}.figures.json"  # noqa: E731
     reference = TorchRunner(model)
     path, key = record_path(REFERENCE_RECORD), {**plain, **settings}
@@ -62,7 +69,7 @@ def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Pa
         record = _cached(path, key)
         if record is None and row in rows:
             progress(f"{row.name}: converting (or reusing the cached artifacts)")
-            folder = converted(row, model, checkpoint_sha256, cache, scales, source[row])
+            folder = converted(row, model, checkpoint_sha256, cache, row_scales(row, scales), source[row])
             progress(f"{row.name}: measuring against FP32 PyTorch")
             options = {"threads": config.threads} if row.target in CPU_RUNTIMES else {}
             runner = make_runner(row.target, artifacts=folder, **options)
@@ -73,15 +80,17 @@ def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Pa
 
 
 def header(weights: str, checkpoint_sha256: str, command: str, config: ReportConfig, img_size: int,
-           missing: list[str], scales: Optional[Path]) -> str:
+           missing: list[str], scales: dict[int, Path]) -> str:
     machine = f"{platform.processor() or platform.machine()}, {config.threads} threads"
     lines = [
         "# Fidelity report: every target and precision against FP32 PyTorch",
         "",
         f"Weights: {weights} (SHA-256 `{checkpoint_sha256[:16]}...`). Input size {img_size}.",
         f"Reproduce: `{command}` (artifacts and figures are kept in the cache folder, so rows can be measured "
-        "in several runs)." + (f" The TinySAM PTQ rows' scales: `tinysam-mobile calibrate --out {scales}` "
-                               "(W8A8, the 8 default calibration images)." if scales else ""),
+        "in several runs)." + (" The TinySAM PTQ rows' scales (the 8 default calibration images): " + ", ".join(
+            f"`tinysam-mobile calibrate --bits {bits} --out {path}`" for bits, path in sorted(scales.items(),
+                                                                                           reverse=True)) + "."
+            if scales else ""),
         "",
         f"Both sides are `TinySamPredictor` as a user calls it, on {config.images} held-out images (scikit-image "
         f"photos and generated scenes never used for calibration or training), {config.prompts_per_image} prompts "

@@ -16,6 +16,12 @@ class Row:
         return f"{self.target} {self.precision}{method}" + (f" ({self.palette})" if self.palette else "")
 
     @property
+    def scales_bits(self) -> int:
+        """Width of the scales file the row is converted with: a PTQ-grid palette holds that file's grid, so
+        it takes the file of its own width; every other PTQ row takes the 8-bit one."""
+        return int(self.precision.removeprefix("palettize")) if self.palette == "ptq-grid" else 8
+
+    @property
     def folder(self) -> str:
         return (f"{self.target}-{self.precision}" + (f"-{self.palette}" if self.palette else "")
                 + ("-ptq" if self.ptq_scales and not self.palette else ""))
@@ -29,9 +35,9 @@ ROWS = (
     Row("coreml", "fp16"), Row("coreml", "int8"), Row("coreml", "palettize8"), Row("coreml", "palettize6"),
     Row("coreml", "palettize4"), Row("coreml", "w8a8", ptq_scales=True),
     # Palettes that carry TinySAM's PTQ: sensitivity-weighted k-means at every width (the sensitivities do
-    # not depend on the scales file's width), and the W8 file's own grid as an 8-bit palette.
-    *(Row("coreml", f"palettize{bits}", ptq_scales=True, palette="sensitive-kmeans") for bits in (8, 6, 4)),
-    Row("coreml", "palettize8", ptq_scales=True, palette="ptq-grid"),
+    # not depend on the scales file's width), and each width's own PTQ grid (a scales file per width).
+    *(Row("coreml", f"palettize{bits}", ptq_scales=True, palette=palette)
+      for palette in ("sensitive-kmeans", "ptq-grid") for bits in (8, 6, 4)),
 )
 
 
