@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from . import app
-from .options import ArtifactsOption, BackendOption, CheckpointOption
+from .options import ArtifactsOption, BackendOption, CheckpointOption, PredIouThreshOption, StabilityThreshOption
 
 
 @app.command("benchmark-everything")
@@ -20,6 +20,8 @@ def benchmark_everything(
     scene_size: int = typer.Option(512, help="Side of the generated scenes in pixels."),
     points_per_batch: int = typer.Option(64, help="Prompts per decoder call."),
     threads: int = typer.Option(2, help="torch.set_num_threads for the measurement."),
+    pred_iou_thresh: float = PredIouThreshOption,
+    stability_score_thresh: float = StabilityThreshOption,
     checkpoint: Optional[Path] = CheckpointOption,
     backend: str = BackendOption,
     artifacts: Optional[Path] = ArtifactsOption,
@@ -55,7 +57,9 @@ def benchmark_everything(
     check_outputs(files=(out,))
     torch.set_num_threads(threads)
     config = EverythingBenchmarkConfig(photos=names, scenes=scenes, scene_size=scene_size,
-                                       generator=EverythingConfig(points_per_batch=points_per_batch))
+                                       generator=EverythingConfig(points_per_batch=points_per_batch,
+                                                                  pred_iou_thresh=pred_iou_thresh,
+                                                                  stability_score_thresh=stability_score_thresh))
     runner = make_runner(backend, checkpoint, artifacts)
     bar, report = progress_bar("everything benchmark")
     with bar:

@@ -10,7 +10,8 @@ from ..errors import TinySamError
 from . import app
 from .dataset import (JournalOption, RayOption, ThreadsOption, WorkersOption, check_dataset_options,
                       run_dataset, summary_line)
-from .options import ArtifactsOption, BackendOption, CheckpointOption
+from .options import (ArtifactsOption, BackendOption, CheckpointOption, PredIouThreshOption,
+                      StabilityThreshOption)
 
 MODES = ("hierarchical", "dense")
 
@@ -52,9 +53,8 @@ def everything(
     artifacts: Optional[Path] = ArtifactsOption,
     points_per_side: int = typer.Option(32, help="Side of the dense grid and of the hierarchical lattice."),
     points_per_batch: int = typer.Option(64, help="Prompts per decoder call."),
-    pred_iou_thresh: float = typer.Option(0.88, help="Keep masks whose predicted IoU is above this."),
-    stability_score_thresh: float = typer.Option(0.95, help="Keep masks whose stability score (IoU of the mask "
-                                                 "cut at logit -1 and +1) is at least this."),
+    pred_iou_thresh: float = PredIouThreshOption,
+    stability_score_thresh: float = StabilityThreshOption,
     box_nms_thresh: float = typer.Option(0.7, help="Drop a mask whose box overlaps a better one by more than "
                                          "this IoU."),
     high_score_thresh: float = typer.Option(8.5, help="Hierarchical: logit above which a first-round mask marks "

@@ -18,6 +18,10 @@ DelegateOption = typer.Option("cpu", "--delegate", help=DELEGATE_HELP)
 CheckpointOption = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP, show_default=False)
 BackendOption = typer.Option("torch", "--backend", "-b", help=BACKEND_HELP)
 ArtifactsOption = typer.Option(None, "--artifacts", "-a", help=ARTIFACTS_HELP, show_default=False)
+# Everything mode's mask filters (SAM's defaults)
+PredIouThreshOption = typer.Option(0.88, help="Keep masks whose predicted IoU is above this.")
+StabilityThreshOption = typer.Option(0.95, help="Keep masks whose stability score (IoU of the mask cut at logit "
+                                     "-1 and +1) is at least this.")
 
 
 def runner_options(backend: str, delegate: str) -> dict:
