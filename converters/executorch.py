@@ -23,12 +23,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..calibration.scales import ScalesFile
 from ..errors import TinySamError
 from ..modeling import TinySam
+from . import executorch_scales
 from .config import EVERYTHING_POINTS, ConvertConfig, token_counts
 from .export_modules import (BATCH_SIGNATURE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT,
                              PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy)
 from .manifest import artifact_record, prompt_tokens, write_manifest
+from .ptq_placement import ScalesReport, check_entries, manifest_record
 
 BACKENDS = {"xnnpack": ("fp32", "int8"), "coreml": ("fp16",)}
 PRECISIONS = ("fp32", "int8", "fp16")
@@ -87,8 +90,11 @@ def _calibration_samples(model: TinySam, encoder: PixelEncoder, decoder: PromptD
     return encoder_inputs, [tensors(s) for listed in by_signature.values() for s in listed]
 
 
-def _quantized(module: torch.nn.Module, sample: Sample, dynamic: Any, calibration: list[Sample]) -> torch.nn.Module:
-    """PT2E static int8 (ExecuTorch's XNNPACKQuantizer, per-channel weights), observed on `calibration`."""
+def _quantized(module: torch.nn.Module, sample: Sample, dynamic: Any, calibration: list[Sample],
+               ptq: "tuple[TinySam, ScalesFile, ScalesReport] | None" = None) -> torch.nn.Module:
+    """PT2E static int8 (ExecuTorch's XNNPACKQuantizer, per-channel weights), observed on `calibration`;
+    with ptq = (model, scales, report), TinySAM's PTQ scales replace the observed ranges where they map
+    (executorch_scales) and are read back from the converted graph."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                           get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -98,7 +104,14 @@ def _quantized(module: torch.nn.Module, sample: Sample, dynamic: Any, calibratio
     prepared = prepare_pt2e(graph, quantizer)
     for inputs in calibration:
         prepared(**inputs)
-    return convert_pt2e(prepared)
+    if ptq is None:
+        return convert_pt2e(prepared)
+    plan = executorch_scales.plan_observers(prepared, *ptq)
+    executorch_scales.apply(prepared, plan)
+    expected = executorch_scales.expected_params(prepared, plan)
+    converted = convert_pt2e(prepared)
+    executorch_scales.verify(converted, plan, expected)
+    return converted
 
 
 def _partitioner(config: ConvertConfig):
@@ -164,6 +177,16 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
 def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:
     from rich.progress import Progress
 
+    ptq = None
+    if config.scales is not None:
+        from ..calibration.scales import read_scales
+
+        if config.precision != "int8":
+            raise TinySamError(f"--scales applies to the int8 precision of executorch, not {config.precision}")
+        scales = read_scales(config.scales, checkpoint_sha256)
+        check_entries(model, scales, "ExecuTorch int8")
+        ptq = (model, scales, ScalesReport("ExecuTorch"))
+
     size = model.config.img_size
     exported = export_copy(model)
     encoder, decoder = PixelEncoder(exported).eval(), PromptDecoder(exported).eval()
@@ -175,14 +198,17 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
         if config.precision == "int8":
             encoder_calibration, decoder_calibration = _calibration_samples(model, encoder, decoder, config, progress)
             progress("quantizing the encoder (PT2E, XNNPACKQuantizer)")
-            encoder = _quantized(encoder, encoder_sample, None, encoder_calibration)
+            encoder = _quantized(encoder, encoder_sample, None, encoder_calibration, ptq)
             progress("quantizing the decoder (PT2E, XNNPACKQuantizer)")
             from torch.export import Dim
 
             # one set of observers for both methods: the prompt and token axes dynamic while calibrating
             both = _decoder_dynamic(Dim("tokens", min=1, max=config.max_tokens),
                                     Dim("prompts", min=1, max=config.everything_batch))
-            decoder = _quantized(decoder, decoder_sample_inputs(size, 2, config.max_tokens), both, decoder_calibration)
+            decoder = _quantized(decoder, decoder_sample_inputs(size, 2, config.max_tokens), both, decoder_calibration,
+                                 ptq)
+            if ptq is not None:
+                ptq[2].check_complete(ptq[1])
         progress(f"exporting and lowering the encoder ({config.backend})")
         encoder_methods = _lower({ENCODER_METHOD: torch.export.export(encoder, (), kwargs=encoder_sample)},
                                  config, work_dir / ENCODER_FILE)
@@ -211,6 +237,9 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
         **({"quantization": {"method": "PT2E, XNNPACKQuantizer: int8 per-channel symmetric weights, int8 per-tensor "
                              "activations (static)", "calibration": str(config.calibration_images or "built-in photos "
-                                                                         "and generated scenes")}}
+                                                                         "and generated scenes"),
+                             "ranges": "TinySAM PTQ scales where they map (ptq_scales), observed elsewhere"
+                             if ptq is not None else "observed (HistogramObserver; weights min/max)"}}
            if config.precision == "int8" else {}),
+        **({"ptq_scales": manifest_record(Path(config.scales), ptq[1], ptq[2])} if ptq is not None else {}),
     )

@@ -31,8 +31,10 @@ from torch import nn
 from ..calibration.capture import quantizable_ops
 from ..calibration.export import OUTPUT_AXIS, per_channel_scale, weight_grid
 from ..calibration.quantizers import qmax
-from ..calibration.scales import ScalesError, ScalesFile
+from ..calibration.scales import ScalesFile
 from ..errors import TinySamError
+from .ptq_placement import (SCALE_TOLERANCE, WEIGHT_LEVEL, ScalesReport, activation_notes, channel_factors,
+                            weight_rows)
 
 # LiteRT layer op (ai-edge-quantizer's name): (weight input, activation input, axes turning the weight
 # into PyTorch's layout: (O, I, kh, kw), (I, O, kh, kw) for TRANSPOSE_CONV, (O, I)), and the output
@@ -48,9 +50,6 @@ SAME_RANGE_OPS = frozenset({"RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "S
                             "GATHER", "GATHER_ND", "BROADCAST_TO", "UNPACK", "SPACE_TO_DEPTH", "MAX_POOL_2D",
                             "AVERAGE_POOL_2D", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REDUCE_MIN"})
 FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOGISTIC", "TANH"})  # int8 output range fixed by the kernel
-WEIGHT_LEVEL = 127  # LiteRT int8 weights are symmetric with codes -127..127: scale = max / 127
-MATCH_TOLERANCE = 1e-5  # relative residual of a LiteRT weight channel against factor * PyTorch channel
-SCALE_TOLERANCE = 1e-5  # relative, float32 storage of the scales read back
 
 
 @dataclass
@@ -145,24 +144,6 @@ def trace(wrapper: nn.Module, inputs: dict[str, torch.Tensor]) -> Trace:
     return Trace(calls, shapes, folded)
 
 
-def _channel_factors(tfl: np.ndarray, ref: np.ndarray) -> "np.ndarray | None":
-    """f with tfl[c] = f[c] * ref[c] for every row c (output channel), or None when not proportional."""
-    tfl, ref = tfl.astype(np.float64), ref.astype(np.float64)
-    norm = (ref * ref).sum(1)
-    factors = np.where(norm > 0, (tfl * ref).sum(1) / np.maximum(norm, 1e-300), 0.0)
-    residual = np.sqrt(((tfl - factors[:, None] * ref) ** 2).sum(1))
-    size = np.sqrt((tfl * tfl).sum(1))
-    if not size.any() or np.any(residual > MATCH_TOLERANCE * size):
-        return None
-    return factors
-
-
-def _rows(weight: np.ndarray, axis: int) -> np.ndarray:
-    """A weight as (output channel, everything else)."""
-    weight = np.moveaxis(weight, axis, 0)
-    return weight.reshape(weight.shape[0], -1)
-
-
 def _place_layers(graph: _Graph, references: dict) -> dict[str, list[tuple[int, np.ndarray]]]:
     """{module: [(op index, channel factors)]} for every layer op whose weight is a module's weight."""
     placed: dict[str, list] = {}
@@ -173,9 +154,9 @@ def _place_layers(graph: _Graph, references: dict) -> dict[str, list[tuple[int, 
         weight = graph.data(op.inputs[weight_input])
         if weight is None or weight.dtype != np.float32:
             continue
-        rows = _rows(weight.transpose(to_torch), 1 if kind == "CONV_2D_TRANSPOSE" else 0)
+        rows = weight_rows(weight.transpose(to_torch), 1 if kind == "CONV_2D_TRANSPOSE" else 0)
         matches = [(name, f) for name, ref in references.get(rows.shape, [])
-                   if (f := _channel_factors(rows, ref)) is not None]
+                   if (f := channel_factors(rows, ref)) is not None]
         if len(matches) > 1:
             raise TinySamError(f"LiteRT {kind} op #{i} has the weights of several modules: "
                                f"{', '.join(name for name, _ in matches)}")
@@ -207,51 +188,6 @@ def _place_matmuls(graph: _Graph, calls: list[str], traced: Trace) -> dict[str, 
             raise TinySamError(f"cannot place {name}: PyTorch multiplies (batch, M, K, N) = {want}, the "
                                f"LiteRT op in its place {got}")
     return dict(zip(calls, ops))
-
-
-@dataclass
-class ScalesReport:
-    """What became of each scales file entry (counted once, whatever the number of signatures)."""
-
-    weights: dict[str, str] = field(default_factory=dict)        # module -> per_channel | from_block_scales
-    clipped_codes: dict[str, int] = field(default_factory=dict)  # module -> PTQ codes -128 held as -127
-    activations: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (module, operand) -> notes
-    folded: set[str] = field(default_factory=set)
-
-    def summary(self) -> dict[str, Any]:
-        notes = [n for v in self.activations.values() for n in v]
-        return {
-            "weights": {"placed": len(self.weights),
-                        "per_channel_exact": sum(v == "per_channel" for v in self.weights.values()),
-                        "from_block_scales": sum(v == "from_block_scales" for v in self.weights.values()),
-                        "codes_-128_held_as_-127": sum(self.clipped_codes.values())},
-            "activations": {"placed": len(self.activations),
-                            "exact": sum(not v for v in self.activations.values()),
-                            **{note: notes.count(note) for note in ACTIVATION_NOTES}},
-            "folded_by_converter": sorted(self.folded),
-        }
-
-    def check_complete(self, scales: ScalesFile) -> None:
-        """Every entry placed in some graph or folded away by the converter; else an error naming them."""
-        placed = set(self.weights) | {module for module, _ in self.activations} | self.folded
-        unplaced = [name for name in scales.ops if name not in placed]
-        if unplaced:
-            raise TinySamError(f"cannot place {len(unplaced)} scales file entries in the LiteRT graphs: "
-                               f"{', '.join(unplaced[:5])}")
-
-
-ACTIVATION_NOTES = ("twin_uniform_as_one_range", "head_wise_as_one_range", "merged_on_shared_tensor",
-                    "softmax_output_fixed_by_kernel")
-
-
-def _activation_notes(scales: ScalesFile, module: str, operand: str) -> set[str]:
-    q = scales.activation_quantizer(module, operand)
-    notes = set()
-    if q.scheme != "uniform":
-        notes.add("twin_uniform_as_one_range")
-    if q.scale.numel() > 1:
-        notes.add("head_wise_as_one_range")
-    return notes
 
 
 def _plan_signature(graph: _Graph, traced: Trace, model: nn.Module, scales: ScalesFile, plan: GraphPlan,
@@ -291,7 +227,7 @@ def _plan_signature(graph: _Graph, traced: Trace, model: nn.Module, scales: Scal
     for source, readers in sources.items():
         ranges = {(m, o): scales.activation_range(m, o) for m, o, _ in readers}
         for m, o, _ in readers:
-            report.activations.setdefault((m, o), set()).update(_activation_notes(scales, m, o))
+            report.activations.setdefault((m, o), set()).update(activation_notes(scales, m, o))
         if graph.range_source(source)[1] in FIXED_RANGE_OPS:
             for key in ranges:
                 report.activations[key].add("softmax_output_fixed_by_kernel")
@@ -329,7 +265,7 @@ def plan_graph(float_model: bytes, wrapper: nn.Module, scales: ScalesFile, img_s
     references: dict[tuple[int, ...], list] = {}
     for name, (kind, module) in quantizable_ops(wrapper).items():
         if kind != "matmul" and name in scales.ops:
-            rows = _rows(module.weight.detach().float().numpy(), OUTPUT_AXIS[kind])
+            rows = weight_rows(module.weight.detach().float().numpy(), OUTPUT_AXIS[kind])
             references.setdefault(rows.shape, []).append((name, rows))
     plan = GraphPlan()
     for signature in model.signatureDefs:
@@ -337,15 +273,6 @@ def plan_graph(float_model: bytes, wrapper: nn.Module, scales: ScalesFile, img_s
         traced = trace(wrapper, _trace_inputs(graph, signature, img_size))
         _plan_signature(graph, traced, wrapper, scales, plan, report, references)
     return plan
-
-
-def check_entries(model: nn.Module, scales: ScalesFile) -> None:
-    """Refuse a scales file naming modules this model lacks, or not holding 8-bit scales."""
-    unknown = sorted(set(scales.ops) - set(quantizable_ops(model)))
-    if unknown:
-        raise ScalesError(f"the scales file names ops this model does not have: {', '.join(unknown[:5])}")
-    if scales.bits != {"weight": 8, "activation": 8}:
-        raise ScalesError(f"LiteRT w8a8 holds 8-bit scales; this file has {scales.bits}")
 
 
 def verify(quantized: bytes, plan: GraphPlan) -> None:

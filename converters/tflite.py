@@ -27,10 +27,11 @@ from ..errors import TinySamError
 from ..modeling import TinySam
 from ..utils.prompts import POINT_FEATURES_FORMULA, point_features
 from . import accelerators, litert_scales
+from .ptq_placement import ScalesReport, check_entries, manifest_record
 from .config import EVERYTHING_POINTS, ConvertConfig, token_counts
 from .export_modules import (BATCH_SIGNATURE, DECODER_OUTPUTS, ENCODER_INPUT, POINT_FEATURES, FeaturePromptDecoder,
                              PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy, token_signature)
-from .manifest import artifact_record, path_sha256, prompt_tokens, write_manifest
+from .manifest import artifact_record, prompt_tokens, write_manifest
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "w8a16", "int8-xnnpack")
 ACTIVATION_BITS = {"w8a8": 8, "w8a16": 16}  # the full-integer precisions
@@ -237,7 +238,7 @@ def _calibrate_encoder(encoder: bytes, images: list, size: int, ranges: "dict[st
 
 
 def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress,
-                     scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "litert_scales.ScalesReport | None"]:
+                     scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "ScalesReport | None"]:
     """Full-integer models (w8a8, or w8a16: every activation int16); with TinySAM PTQ scales (w8a8), their
     weight grids and activation ranges replace the calibrated ones wherever the graph holds the op
     (checked on the quantized graphs), and a report."""
@@ -248,7 +249,7 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
     plans, report = (litert_scales.GraphPlan(), litert_scales.GraphPlan()), None
     if scales is not None:
         progress("placing the PTQ scales in the LiteRT graphs")
-        report = litert_scales.ScalesReport()
+        report = ScalesReport("LiteRT")
         plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report),
                  litert_scales.plan_graph(decoder, FeaturePromptDecoder(model), scales, size, report))
         report.check_complete(scales)
@@ -328,7 +329,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         if config.precision != "w8a8":
             raise TinySamError(f"--scales applies to the w8a8 precision of tflite, not {config.precision}")
         scales = read_scales(config.scales, checkpoint_sha256)
-        litert_scales.check_entries(model, scales)
+        check_entries(model, scales, "LiteRT w8a8")
     with Progress(transient=True) as bar:
         task = bar.add_task("converting", total=None)
         progress = lambda text: bar.update(task, description=text)  # noqa: E731
@@ -378,7 +379,5 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                                       "formula": POINT_FEATURES_FORMULA}}
                     if config.precision in ACTIVATION_BITS else {})},
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
-        **({"ptq_scales": {"file": Path(config.scales).name, "sha256": path_sha256(Path(config.scales)),
-                           "method": scales.method, "entries": len(scales.ops), **report.summary()}}
-           if report is not None else {}),
+        **({"ptq_scales": manifest_record(Path(config.scales), scales, report)} if report is not None else {}),
     )

@@ -124,3 +124,30 @@ def tampered_copy(folder: Path, file: str, destination: Path) -> Path:
         f.seek(-100, 2)
         f.write(bytes([byte[0] ^ 0xFF]))
     return destination
+
+
+def predictable_scales(model) -> "ScalesFile":
+    """A scales file for every op of `model` with values a test can predict: weight scales 0.8x the
+    max-abs ones (the largest weights clip), per output channel for convs and deconvs, one per layer for
+    linears; activation scales distinct per op; post-softmax operands twin-uniform, as TinySAM has them."""
+    from tinysam_mobile.calibration.capture import quantizable_ops
+    from tinysam_mobile.calibration.export import OUTPUT_AXIS
+    from tinysam_mobile.calibration.scales import OpScales, Quantizer, ScalesFile
+
+    ops = {}
+    for i, (name, (kind, module)) in enumerate(quantizable_ops(model).items()):
+        activation = Quantizer("uniform", 8, torch.tensor([0.01 * (1 + i % 17)]))
+        if kind == "matmul":
+            a = Quantizer("twin_softmax", 8, torch.tensor([1e-4]), scale_high=torch.tensor([1 / 127]), split=0.0127)
+            b = Quantizer("uniform", 8, torch.tensor([0.02 * (1 + i % 7)]))
+            ops[name] = OpScales(kind, {"a": a if name.endswith("av_matmul") else activation, "b": b})
+            continue
+        w = module.weight.detach()
+        if kind == "linear":
+            scale = 0.8 * w.abs().amax().reshape(1, 1) / 127
+        else:
+            axis = OUTPUT_AXIS[kind]
+            scale = 0.8 * w.abs().amax(dim=[d for d in range(w.dim()) if d != axis], keepdim=True) / 127
+        weight = Quantizer("uniform", 8, scale, "tensor" if kind == "linear" else "channel")
+        ops[name] = OpScales(kind, {"weight": weight, "input": activation})
+    return ScalesFile("seeded-0", "test", ops)

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from tinysam_mobile.converters import executorch as et_target
 from tinysam_mobile.converters.config import ConvertConfig
@@ -16,7 +17,7 @@ from tinysam_mobile.runners import TorchRunner
 from tinysam_mobile.runners.executorch_runner import ExecuTorchRunner
 from tinysam_mobile.validation import THRESHOLDS, ParityConfig, measure_parity
 
-from conftest import tampered_copy
+from conftest import predictable_scales, tampered_copy
 from test_cli import assert_one_line_error, run_cli
 
 SMALL_MAX_TOKENS = 3
@@ -189,3 +190,82 @@ def test_coreml_delegate_program_loads_but_runs_on_apple_only(tmp_path_factory, 
     if not Runtime.get().backend_registry.is_available("CoreMLBackend"):
         with pytest.raises(TinySamError, match="CoreMLBackend delegate, which this ExecuTorch runtime lacks"):
             ExecuTorchRunner(folder)
+
+
+# --- TinySAM PTQ scales on the PT2E observers (the 256-px seeded model: about where scales land) ------------
+
+def _dequantize_scale(graph, node, index):
+    """The scale a converted graph's node argument is dequantized with (per channel for weights)."""
+    import functools
+
+    dequantize = node.args[index]
+    assert "dequantize" in str(dequantize.target), f"{node} argument {index} is not quantized"
+    scale = dequantize.args[1]
+    if isinstance(scale, torch.fx.Node):
+        return functools.reduce(getattr, scale.target.split("."), graph).numpy()
+    return np.asarray(scale)
+
+
+def _nodes_of(graph, module: str, op):
+    return [n for n in graph.graph.nodes if n.op == "call_function" and n.target == op
+            and list(n.meta.get("nn_module_stack", {}).values())[-1][0] == module]
+
+
+@pytest.fixture(scope="module")
+def ptq_encoder(small_model):
+    """The encoder quantized with the predictable scales: (converted graph, report, scales)."""
+    from tinysam_mobile.converters.export_modules import PixelEncoder, export_copy
+    from tinysam_mobile.converters.ptq_placement import ScalesReport
+
+    scales = predictable_scales(small_model)
+    report = ScalesReport("ExecuTorch")
+    sample = {"image": torch.rand(1, 256, 256, 3) * 255}
+    encoder = PixelEncoder(export_copy(small_model)).eval()
+    with torch.no_grad():
+        graph = et_target._quantized(encoder, sample, None, [sample], (small_model, scales, report))
+    return graph, report, scales
+
+
+def test_ptq_weight_scales_carry_the_folded_batchnorm(ptq_encoder, small_model):
+    """prepare_pt2e folds each Conv-BatchNorm pair: the int8 weight's scale is the PTQ scale times
+    |gamma / sqrt(var + eps)| per channel, so the integer codes are TinySAM's."""
+    graph, report, scales = ptq_encoder
+    conv_bn = small_model.image_encoder.patch_embed.seq[0]  # Conv2d_BN: c, bn
+    bn = conv_bn.bn
+    fold = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).abs().detach().numpy()
+    ptq = (0.8 * conv_bn.c.weight.abs().amax(dim=(1, 2, 3)) / 127).detach().numpy()
+    (node,) = _nodes_of(graph, "image_encoder.patch_embed.seq.0.c", torch.ops.aten.conv2d.default)
+    np.testing.assert_allclose(_dequantize_scale(graph, node, 1), ptq * fold, rtol=1e-5)
+    assert report.weights["image_encoder.patch_embed.seq.0.c"] == "per_channel"
+
+
+def test_ptq_activation_ranges_set_the_input_scales(ptq_encoder):
+    graph, report, scales = ptq_encoder
+    module = "image_encoder.layers.1.blocks.0.mlp.fc1"
+    low, high = scales.activation_range(module)
+    (node,) = _nodes_of(graph, module, torch.ops.aten.linear.default)
+    assert report.activations[(module, "input")] == set()  # its own tensor (the MLP's layer norm output)
+    want = (max(high, 0.0) - min(low, 0.0)) / 255  # int8 affine, zero inside the range
+    np.testing.assert_allclose(_dequantize_scale(graph, node, 0), want, rtol=1e-5)
+
+
+def test_ptq_scales_report_every_encoder_op(ptq_encoder, small_model):
+    from tinysam_mobile.calibration.capture import quantizable_ops
+
+    _, report, _ = ptq_encoder
+    encoder_ops = {name for name in quantizable_ops(small_model) if name.startswith("image_encoder.")}
+    assert {m for m, _ in report.activations} == encoder_ops
+    layers = {name for name in encoder_ops if not name.endswith("_matmul")}
+    assert set(report.weights) == layers
+
+
+def test_ptq_scales_refused_for_other_precisions_and_checkpoints(small_model, tmp_path):
+    from tinysam_mobile.calibration.scales import save_scales
+
+    path = save_scales(predictable_scales(small_model), tmp_path / "scales.safetensors")
+    with pytest.raises(TinySamError, match="--scales applies to the int8 precision of executorch, not fp32"):
+        et_target.convert(small_model, ConvertConfig(target="executorch", precision="fp32", scales=path),
+                          tmp_path / "a", "seeded-0")
+    with pytest.raises(TinySamError, match="was calibrated for checkpoint"):
+        et_target.convert(small_model, ConvertConfig(target="executorch", precision="int8", scales=path),
+                          tmp_path / "b", "another-checkpoint")

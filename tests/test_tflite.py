@@ -11,7 +11,7 @@ from tinysam_mobile.runners import TorchRunner
 from tinysam_mobile.runners.litert_runner import LiteRTRunner
 from tinysam_mobile.validation import THRESHOLDS, ParityConfig, measure_parity
 
-from conftest import TFLITE_TEST_BATCH
+from conftest import TFLITE_TEST_BATCH, predictable_scales
 
 pytestmark = pytest.mark.slow
 # The reduced-size (256) fixtures test quantization logic, not token coverage: signatures for 1-3 tokens keep
@@ -133,36 +133,9 @@ def test_unknown_delegate_is_refused(tflite_fp32_dir):
 
 # --- TinySAM PTQ scales in w8a8 (the 256-px seeded model: the tests are about where scales land) -------
 
-def _predictable_scales(model) -> "ScalesFile":
-    """A scales file for every op of `model` with values a test can predict: weight scales 0.8x the
-    max-abs ones (the largest weights clip), per output channel for convs and deconvs, one per layer for
-    linears; activation scales distinct per op; post-softmax operands twin-uniform, as TinySAM has them."""
-    from tinysam_mobile.calibration.capture import quantizable_ops
-    from tinysam_mobile.calibration.export import OUTPUT_AXIS
-    from tinysam_mobile.calibration.scales import OpScales, Quantizer, ScalesFile
-
-    ops = {}
-    for i, (name, (kind, module)) in enumerate(quantizable_ops(model).items()):
-        activation = Quantizer("uniform", 8, torch.tensor([0.01 * (1 + i % 17)]))
-        if kind == "matmul":
-            a = Quantizer("twin_softmax", 8, torch.tensor([1e-4]), scale_high=torch.tensor([1 / 127]), split=0.0127)
-            b = Quantizer("uniform", 8, torch.tensor([0.02 * (1 + i % 7)]))
-            ops[name] = OpScales(kind, {"a": a if name.endswith("av_matmul") else activation, "b": b})
-            continue
-        w = module.weight.detach()
-        if kind == "linear":
-            scale = 0.8 * w.abs().amax().reshape(1, 1) / 127
-        else:
-            axis = OUTPUT_AXIS[kind]
-            scale = 0.8 * w.abs().amax(dim=[d for d in range(w.dim()) if d != axis], keepdim=True) / 127
-        weight = Quantizer("uniform", 8, scale, "tensor" if kind == "linear" else "channel")
-        ops[name] = OpScales(kind, {"weight": weight, "input": activation})
-    return ScalesFile("seeded-0", "test", ops)
-
-
 @pytest.fixture(scope="module")
 def ptq_scales(small_model):
-    return _predictable_scales(small_model)
+    return predictable_scales(small_model)
 
 
 @pytest.fixture(scope="module")
