@@ -36,8 +36,9 @@ def convert(
                                    "box). The decoder takes every count from 1 up, exactly, never padded."),
     everything_batch: int = typer.Option(DEFAULT_EVERYTHING_BATCH, help="Prompts per call of the batched everything-mode decoder."),
     scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate': "
-                                          "weight grids and activation ranges of coreml int8 / w8a8 and tflite "
-                                          "w8a8; weight sensitivities or grids of coreml palettize*.",
+                                          "weight grids and activation ranges of coreml int8 / w8a8, tflite "
+                                          "w8a8 and executorch int8; weight sensitivities or grids of coreml "
+                                          "palettize*.",
                                           show_default=False),
     calibration_images: Optional[Path] = typer.Option(
         None, help="Folder of images for activation ranges (w8a8 without --scales). Default: built-in photos "
