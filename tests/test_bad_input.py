@@ -290,6 +290,8 @@ CASES = {
     "benchmark-everything/nothing": (["benchmark-everything", "--out", "{out}/b.json", "--photos", "", "--scenes", "0"],
                                      ["nothing to benchmark"]),
     "benchmark-everything/out-is-folder": (["benchmark-everything", "--out", "{out}"], ["is a folder"]),
+    "benchmark-everything/bad-threshold": (["benchmark-everything", "--out", "{out}/b.json",
+                                            "--stability-score-thresh", "-1"], ["must lie in [0, 1]"]),
     "benchmark-everything/backend-without-artifacts": (["benchmark-everything", "--out", "{out}/b.json", "-b",
                                                         "tflite"], ["needs --artifacts"]),
     "benchmark-everything/points-per-batch": (["benchmark-everything", "--out", "{out}/b.json",
