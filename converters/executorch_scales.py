@@ -61,7 +61,7 @@ def _layer_nodes(graph: torch.fx.GraphModule, names) -> list[tuple[str, torch.fx
             if node.op == "call_function" and node.target in LAYER_NODES and (module := _module_of(node)) in names]
 
 
-def _observer(graph: torch.fx.GraphModule, arg: Any) -> "str | None":
+def _observer(arg: Any) -> "str | None":
     """The observer module called on this argument, or None where the quantizer left it in float."""
     if isinstance(arg, torch.fx.Node) and arg.op == "call_module" and "activation_post_process" in str(arg.target):
         return str(arg.target)
@@ -77,7 +77,7 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
         kind, layer = modules[module]
         operands, weight_arg = LAYER_NODES[node.target]
         if weight_arg is not None:
-            observer = _observer(prepared, node.args[weight_arg])
+            observer = _observer(node.args[weight_arg])
             if observer is None:
                 raise TinySamError(f"the int8 graph holds the weight of {module!r} unquantized")
             weight_node = node.args[weight_arg].args[0]
@@ -101,7 +101,7 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
             report.clipped_codes[module] = int((codes == -qmax(scales.weight_quantizer(module).bits)).sum())
         for index, operand in enumerate(operands):
             notes = activation_notes(scales, module, operand)
-            observer = _observer(prepared, node.args[index])
+            observer = _observer(node.args[index])
             if observer is None:
                 report.activations[(module, operand)] = notes | {"left_in_float_by_quantizer"}
                 continue

@@ -27,11 +27,11 @@ from ..errors import TinySamError
 from ..modeling import TinySam
 from ..utils.prompts import POINT_FEATURES_FORMULA, point_features
 from . import accelerators, litert_scales
-from .ptq_placement import ScalesReport, check_entries, manifest_record
 from .config import EVERYTHING_POINTS, ConvertConfig, token_counts
 from .export_modules import (BATCH_SIGNATURE, DECODER_OUTPUTS, ENCODER_INPUT, POINT_FEATURES, FeaturePromptDecoder,
                              PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy, token_signature)
 from .manifest import artifact_record, prompt_tokens, write_manifest
+from .ptq_placement import ScalesReport, check_entries, manifest_record
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "w8a16", "int8-xnnpack")
 ACTIVATION_BITS = {"w8a8": 8, "w8a16": 16}  # the full-integer precisions

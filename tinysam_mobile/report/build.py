@@ -55,7 +55,8 @@ def build_report(model, checkpoint_sha256: str, rows: tuple[Row, ...], cache: Pa
 
     settings = {**asdict(config), "img_size": model.config.img_size}
     plain = artifact_source(checkpoint_sha256, None)
-    source = {row: artifact_source(checkpoint_sha256, row_scales(row, scales)) for row in ROWS}
+    by_bits = {bits: artifact_source(checkpoint_sha256, path) for bits, path in scales.items()}  # each hashed once
+    source = {row: by_bits[row.scales_bits] if row_scales(row, scales) else plain for row in ROWS}
     record_path = lambda name: cache / f"{name}.figures.json"  # noqa: E731
     reference = TorchRunner(model)
     path, key = record_path(REFERENCE_RECORD), {**plain, **settings}
