@@ -4,7 +4,11 @@ Where each module of the scales file is in the graph: the aten conv2d / conv_tra
 node that torch.export recorded as called from that module (`nn_module_stack`). Its weight argument is
 an observer of the weight as prepare_pt2e left it (Conv-BatchNorm pairs folded: each output channel
 times gamma / sqrt(var + eps), found by comparing with the module's weight), its activation arguments
-observers of the input tensors.
+observers of the input tensors. One observer instance can sit under several names: XNNPACK's quantizer
+shares the qparams of a copy op's input and output (transpose, permute, reshape), so both observers are
+the same module; the plan keys each instance by its first name and `apply` replaces it under all of them
+(replacing one name would give the copy op different input and output qparams, which XNNPACK's static
+transpose refuses when the program loads).
 
 What is set, after calibration and before convert_pt2e: the weight observer's per-channel min / max, so
 that XNNPACK's symmetric int8 scale (max / 127) is the PTQ scale (times |factor| where a BatchNorm was
@@ -49,6 +53,17 @@ class ObserverPlan:
     # (module, node argument) -> observer, for the read-back
     weight_nodes: dict[tuple[str, int], str] = field(default_factory=dict)
     activation_nodes: dict[tuple[str, int], str] = field(default_factory=dict)
+    names: dict[str, list[str]] = field(default_factory=dict)  # observer -> every name of its instance
+
+
+def _observer_names(prepared: torch.fx.GraphModule) -> dict[str, list[str]]:
+    """{name: every attribute name of the same observer instance, the first one first}. `_modules`, not
+    named_children(), which lists a shared instance once."""
+    by_instance: dict[int, list[str]] = {}
+    for name, module in prepared._modules.items():
+        if "activation_post_process" in name:
+            by_instance.setdefault(id(module), []).append(name)
+    return {name: names for names in by_instance.values() for name in names}
 
 
 def _module_of(node: torch.fx.Node) -> "str | None":
@@ -72,12 +87,21 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
                    report: ScalesReport) -> ObserverPlan:
     """Find every scales file module in the prepared graph and what its observers must hold."""
     modules = quantizable_ops(model)
+    names = _observer_names(prepared)
     plan = ObserverPlan()
+
+    def canonical(arg: Any) -> "str | None":
+        observer = _observer(arg)
+        if observer is not None:
+            plan.names[names[observer][0]] = names[observer]
+            return names[observer][0]
+        return None
+
     for module, node in _layer_nodes(prepared, scales.ops):
         kind, layer = modules[module]
         operands, weight_arg = LAYER_NODES[node.target]
         if weight_arg is not None:
-            observer = _observer(node.args[weight_arg])
+            observer = canonical(node.args[weight_arg])
             if observer is None:
                 raise TinySamError(f"the int8 graph holds the weight of {module!r} unquantized")
             weight_node = node.args[weight_arg].args[0]
@@ -101,7 +125,7 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
             report.clipped_codes[module] = int((codes == -qmax(scales.weight_quantizer(module).bits)).sum())
         for index, operand in enumerate(operands):
             notes = activation_notes(scales, module, operand)
-            observer = _observer(node.args[index])
+            observer = canonical(node.args[index])
             if observer is None:
                 report.activations[(module, operand)] = notes | {"left_in_float_by_quantizer"}
                 continue
@@ -117,7 +141,8 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
 
 
 def apply(prepared: torch.fx.GraphModule, plan: ObserverPlan) -> None:
-    """Set the planned weight bounds and replace each planned activation observer by one holding its range."""
+    """Set the planned weight bounds and replace each planned activation observer, under every name of its
+    instance, by one holding its range."""
     from torchao.quantization.pt2e.observer import MinMaxObserver
 
     for name, bound in plan.weight_bounds.items():
@@ -129,7 +154,8 @@ def apply(prepared: torch.fx.GraphModule, plan: ObserverPlan) -> None:
         fixed = MinMaxObserver(dtype=old.dtype, qscheme=old.qscheme, quant_min=old.quant_min,
                                quant_max=old.quant_max, eps=old.eps)
         fixed.min_val, fixed.max_val = torch.tensor(float(low)), torch.tensor(float(high))
-        setattr(prepared, name, fixed)
+        for alias in plan.names[name]:
+            setattr(prepared, alias, fixed)
 
 
 def expected_params(prepared: torch.fx.GraphModule, plan: ObserverPlan) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -23,6 +23,20 @@ def small_model():
 
 
 @pytest.fixture(scope="session")
+def small_calibration(small_model):
+    """(samples, config, captured activations and gradients) of a small calibration of the 256 model: what
+    the scales search and the min/max baseline start from."""
+    from tinysam_mobile.calibration.capture import capture
+    from tinysam_mobile.calibration.config import CalibrationConfig
+    from tinysam_mobile.calibration.pipeline import calibration_samples
+
+    config = CalibrationConfig(num_images=2, prompts_per_image=3, candidates=20, rounds=2, rows_per_op=128,
+                               windows_per_op=4, entries_per_op=4)
+    samples = calibration_samples(config, 256)
+    return samples, config, capture(small_model, samples, config)
+
+
+@pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A real photo (scikit-image's chelsea, 300x451 RGB)."""
     import skimage.data

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from tinysam_mobile.calibration.capture import OpData, capture, quantizable_ops
+from tinysam_mobile.calibration.capture import OpData, quantizable_ops
 from tinysam_mobile.calibration.config import CalibrationConfig
 from tinysam_mobile.calibration.export import activation_ranges, mobile_approximation, weight_grid
 from tinysam_mobile.calibration.fakequant import fake_quant_model
@@ -241,8 +241,6 @@ def test_mask_iou_matches_hand_count():
 
 # --- end to end on a small model -------------------------------------------------------------
 
-SMALL = CalibrationConfig(num_images=2, prompts_per_image=3, candidates=20, rounds=2, rows_per_op=128,
-                          windows_per_op=4, entries_per_op=4)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -252,14 +250,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def small_calibration(small_model):
-    from tinysam_mobile.calibration.pipeline import calibration_samples
-
-    samples = calibration_samples(SMALL, 256)
-    return samples, SMALL, capture(small_model, samples, SMALL)
 
 
 @pytest.fixture(scope="module")

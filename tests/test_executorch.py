@@ -249,6 +249,30 @@ def test_ptq_activation_ranges_set_the_input_scales(ptq_encoder):
     np.testing.assert_allclose(_dequantize_scale(graph, node, 0), want, rtol=1e-5)
 
 
+def test_ptq_int8_encoder_loads_and_runs_in_xnnpack(small_model, small_calibration, tmp_path):
+    """Copy ops (transpose, reshape) share one observer under two names: the placed ranges must replace it
+    under both, or the transpose gets different input and output qparams and XNNPACK refuses the program
+    when it loads. Scales of real ranges (min/max of a capture), so the int8 program should stay close."""
+    from executorch.runtime import Runtime
+
+    from tinysam_mobile.calibration.search import minmax_scales
+    from tinysam_mobile.converters.export_modules import PixelEncoder, export_copy
+    from tinysam_mobile.converters.ptq_placement import ScalesReport
+
+    scales = minmax_scales(small_calibration[2], 8, "seeded-0")
+    image = {"image": torch.rand(1, 256, 256, 3, generator=torch.Generator().manual_seed(0)) * 255}
+    encoder = PixelEncoder(export_copy(small_model)).eval()
+    config = ConvertConfig(target="executorch", precision="int8", backend="xnnpack")
+    with torch.no_grad():
+        graph = et_target._quantized(encoder, image, None, [image], (small_model, scales, ScalesReport("ExecuTorch")))
+        et_target._lower({"encode": torch.export.export(graph, (), kwargs=image)}, config, tmp_path / "encoder.pte")
+        quantized, float_ = graph(**image)[et_target.ENCODER_OUTPUT], encoder(**image)[et_target.ENCODER_OUTPUT]
+    (runtime,) = Runtime.get().load_program(tmp_path / "encoder.pte").load_method("encode").execute([image["image"]])
+    cosine = lambda a, b: float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))  # noqa: E731
+    assert cosine(runtime, quantized) > 0.99  # XNNPACK's integer kernels vs the quantized graph in PyTorch
+    assert cosine(runtime, float_) > 0.98
+
+
 def test_ptq_scales_report_every_encoder_op(ptq_encoder, small_model):
     from tinysam_mobile.calibration.capture import quantizable_ops
 
