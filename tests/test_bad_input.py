@@ -376,6 +376,20 @@ def test_atomic_writers_refuse_the_wrong_kind_up_front(tmp_path):
     assert (tmp_path / "a_file").read_text() == "x"
 
 
+def test_atomic_writers_give_finished_outputs_the_users_default_mode(tmp_path):
+    """Not the private 0600 / 0700 of the temporary names: 0666 / 0777 less the umask (here 022)."""
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "result.json") as tmp:
+            tmp.write_text("{}")
+        with atomic_directory(tmp_path / "artifacts") as folder:
+            (folder / "model.tflite").write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "artifacts").stat().st_mode & 0o777 == 0o755
+
+
 def test_atomic_path_turns_a_late_folder_into_an_error(tmp_path):
     """A folder that appears at the target while writing: an error, and the temporary file is gone."""
     target = tmp_path / "result.json"

@@ -48,6 +48,19 @@ def check_outputs(files: "tuple[str | Path | None, ...]" = (), folders: "tuple[s
             check_output_path(path, "folder")
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _give_default_mode(path: Path, full: int) -> None:
+    """mkstemp / mkdtemp create 0600 / 0700 (private while unfinished); the finished output gets the mode
+    any other file the user writes would have (0666 / 0777 less the umask), so an artifact folder can be
+    shared with a build machine or another account."""
+    os.chmod(path, full & ~_umask())
+
+
 @contextmanager
 def atomic_path(target: "str | Path") -> Iterator[Path]:
     """Yield a temporary file path beside `target`; on success it replaces `target` in one rename."""
@@ -58,6 +71,7 @@ def atomic_path(target: "str | Path") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _give_default_mode(Path(tmp), 0o666)
         try:
             os.replace(tmp, target)
         except OSError as exc:  # e.g. a folder of that name appeared meanwhile
@@ -79,6 +93,7 @@ def atomic_directory(target: "str | Path") -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        _give_default_mode(tmp, 0o777)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
