@@ -64,7 +64,24 @@ def test_benchmark_everything_reports_both_modes(tmp_path, scripted_backend):
     assert row["hierarchical"]["objects"] == row["dense"]["objects"] == 5
     assert row["matched_miou"] == 1.0 and row["object_count_ratio"] == 1.0
     assert 0.0 <= row["hierarchical"]["recovery"] <= 1.0
-    assert figures["summary"]["matched_miou"] == 1.0
+    assert row["hierarchical"]["recovered"] == round(row["hierarchical"]["recovery"] * row["truth_objects"])
+    summary = figures["summary"]
+    assert summary["matched_miou"] == 1.0
+    assert summary["recovery_hierarchical"] == row["hierarchical"]["recovery"]  # one scene: pooled = its own
+    assert figures["config"]["generator"]["high_score_thresh"] == 8.5
+
+
+def test_benchmark_everything_takes_the_coverage_threshold(tmp_path, scripted_backend):
+    """A covering logit no first-round mask reaches leaves every pixel uncovered: round 2 grows."""
+    second_round = {}
+    for threshold in ("8.5", "1e9"):
+        out = tmp_path / f"bench-{threshold}.json"
+        result = CliRunner().invoke(app, ["benchmark-everything", "--photos", "", "--scenes", "1", "--scene-size",
+                                          "128", "--high-score-thresh", threshold, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(out.read_text())["images"]
+        second_round[threshold] = row["hierarchical"]["prompts_per_round"][1]
+    assert second_round["1e9"] > second_round["8.5"]
 
 
 def test_everything_with_the_default_model(tmp_path, photo_path):

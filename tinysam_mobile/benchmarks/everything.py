@@ -81,7 +81,9 @@ def benchmark_everything(runner: Runner, config: EverythingBenchmarkConfig = Eve
         for mode, generator in generators.items():
             masks[mode], row[mode] = run_mode(generator, image, lambda d, p, m=mode: on_progress(f"{name} {m}", d, p))
             if truth is not None:
-                row[mode]["recovery"] = round(float(np.mean(best_match_iou(truth, masks[mode]) >= RECOVERY_IOU)), 4)
+                row["truth_objects"] = len(truth)
+                row[mode]["recovered"] = int((best_match_iou(truth, masks[mode]) >= RECOVERY_IOU).sum())
+                row[mode]["recovery"] = round(row[mode]["recovered"] / len(truth), 4) if truth else None
         hier, dense = row["hierarchical"], row["dense"]
         matched = best_match_iou(masks["dense"], masks["hierarchical"])
         row["matched_miou"] = round(float(matched.mean()), 4) if matched.size else None
@@ -95,10 +97,16 @@ def benchmark_everything(runner: Runner, config: EverythingBenchmarkConfig = Eve
         values = [row[key] for row in rows if row[key] is not None]
         return round(statistics.median(values), 4) if values else None
 
+    def pooled_recovery(mode: str) -> Optional[float]:
+        """Ground-truth objects recovered over all scenes / all their objects."""
+        truth = sum(row.get("truth_objects", 0) for row in rows)
+        return round(sum(row[mode].get("recovered", 0) for row in rows) / truth, 4) if truth else None
+
     return {
         "machine": f"{platform.processor() or platform.machine()}, backend {runner.name}",
         "config": asdict(config),
         "images": rows,
-        "summary": {key: median(key) for key in ("wall_ratio", "cpu_ratio", "prompt_ratio", "matched_miou",
-                                                        "object_count_ratio")},
+        "summary": {**{key: median(key) for key in ("wall_ratio", "cpu_ratio", "prompt_ratio", "matched_miou",
+                                                           "object_count_ratio")},
+                    **{f"recovery_{mode}": pooled_recovery(mode) for mode in generators}},
     }

@@ -7,7 +7,8 @@ from typing import Optional
 import typer
 
 from . import app
-from .options import ArtifactsOption, BackendOption, CheckpointOption, PredIouThreshOption, StabilityThreshOption
+from .options import (ArtifactsOption, BackendOption, CheckpointOption, HighScoreThreshOption, PredIouThreshOption,
+                      StabilityThreshOption)
 
 
 @app.command("benchmark-everything")
@@ -22,6 +23,7 @@ def benchmark_everything(
     threads: int = typer.Option(2, help="torch.set_num_threads for the measurement."),
     pred_iou_thresh: float = PredIouThreshOption,
     stability_score_thresh: float = StabilityThreshOption,
+    high_score_thresh: float = HighScoreThreshOption,
     checkpoint: Optional[Path] = CheckpointOption,
     backend: str = BackendOption,
     artifacts: Optional[Path] = ArtifactsOption,
@@ -30,7 +32,8 @@ def benchmark_everything(
 
     Per image: decoder prompts, decoder calls, wall and CPU time (encoder included) of each mode,
     their ratios (hierarchical / dense), the number of masks, and matched_miou: for each dense mask the best IoU with a hierarchical
-    one, averaged. On generated scenes also the share of ground-truth objects recovered at IoU >= 0.5.
+    one, averaged. On generated scenes also the share of ground-truth objects recovered at IoU >= 0.5
+    (per scene, and pooled over the scenes in the summary).
     Times are for this machine and its current load: compare the modes within one run.
     """
     import skimage.data
@@ -59,7 +62,8 @@ def benchmark_everything(
     config = EverythingBenchmarkConfig(photos=names, scenes=scenes, scene_size=scene_size,
                                        generator=EverythingConfig(points_per_batch=points_per_batch,
                                                                   pred_iou_thresh=pred_iou_thresh,
-                                                                  stability_score_thresh=stability_score_thresh))
+                                                                  stability_score_thresh=stability_score_thresh,
+                                                                  high_score_thresh=high_score_thresh))
     runner = make_runner(backend, checkpoint, artifacts)
     bar, report = progress_bar("everything benchmark")
     with bar:

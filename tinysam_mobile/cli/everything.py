@@ -10,7 +10,7 @@ from ..errors import TinySamError
 from . import app
 from .dataset import (JournalOption, RayOption, ThreadsOption, WorkersOption, check_dataset_options,
                       run_dataset, summary_line)
-from .options import (ArtifactsOption, BackendOption, CheckpointOption, PredIouThreshOption,
+from .options import (ArtifactsOption, BackendOption, CheckpointOption, HighScoreThreshOption, PredIouThreshOption,
                       StabilityThreshOption)
 
 MODES = ("hierarchical", "dense")
@@ -57,8 +57,7 @@ def everything(
     stability_score_thresh: float = StabilityThreshOption,
     box_nms_thresh: float = typer.Option(0.7, help="Drop a mask whose box overlaps a better one by more than "
                                          "this IoU."),
-    high_score_thresh: float = typer.Option(8.5, help="Hierarchical: logit above which a first-round mask marks "
-                                            "a pixel as covered, so no second-round point is placed there."),
+    high_score_thresh: float = HighScoreThreshOption,
     min_mask_region_area: int = typer.Option(0, help="Fill holes and drop islands smaller than this many pixels "
                                              "(0: keep masks as predicted)."),
     ray: Optional[str] = RayOption,

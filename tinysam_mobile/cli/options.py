@@ -22,6 +22,8 @@ ArtifactsOption = typer.Option(None, "--artifacts", "-a", help=ARTIFACTS_HELP, s
 PredIouThreshOption = typer.Option(0.88, help="Keep masks whose predicted IoU is above this.")
 StabilityThreshOption = typer.Option(0.95, help="Keep masks whose stability score (IoU of the mask cut at logit "
                                      "-1 and +1) is at least this.")
+HighScoreThreshOption = typer.Option(8.5, help="Hierarchical: logit above which a first-round mask marks a pixel "
+                                     "as covered, so no second-round point is placed there.")
 
 
 def runner_options(backend: str, delegate: str) -> dict:
