@@ -188,7 +188,7 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
         ptq = (model, scales, ScalesReport("ExecuTorch"))
 
     size = model.config.img_size
-    exported = export_copy(model)
+    exported = export_copy(model, bmm_encoder_matmuls=True)
     encoder, decoder = PixelEncoder(exported).eval(), PromptDecoder(exported).eval()
     encoder_sample = {ENCODER_INPUT: torch.rand(1, size, size, 3) * 255}
     shapes = _decoder_shapes(config, size)

@@ -1,6 +1,6 @@
 """TinySAM PTQ scales placed on the observers of a PT2E-prepared graph (ExecuTorch XNNPACK int8, `--scales`).
 
-Where each module of the scales file is in the graph: the aten conv2d / conv_transpose2d / linear / matmul
+Where each module of the scales file is in the graph: the aten conv2d / conv_transpose2d / linear / matmul (bmm)
 node that torch.export recorded as called from that module (`nn_module_stack`). Its weight argument is
 an observer of the weight as prepare_pt2e left it (Conv-BatchNorm pairs folded: each output channel
 times gamma / sqrt(var + eps), found by comparing with the module's weight), its activation arguments
@@ -41,6 +41,7 @@ LAYER_NODES = {
     torch.ops.aten.conv_transpose2d.input: (("input",), 1),
     torch.ops.aten.linear.default: (("input",), 1),
     torch.ops.aten.matmul.default: (("a", "b"), None),
+    torch.ops.aten.bmm.default: (("a", "b"), None),  # export_modules.BmmMatMul
 }
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..modeling import TinySam
-from ..modeling.common import LayerNorm2d
+from ..modeling.common import LayerNorm2d, MatMul
 from ..utils.transforms import PIXEL_MEAN, PIXEL_STD
 
 ENCODER_INPUT = "image"
@@ -52,11 +52,25 @@ class RsqrtLayerNorm(nn.LayerNorm):
         return rsqrt_normalize(x, -1, self.eps) * self.weight + self.bias
 
 
-def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False, rsqrt_decoder_norms: bool = False) -> TinySam:
+class BmmMatMul(MatMul):
+    """MatMul as one 3-D batched matmul. ExecuTorch's edge lowering decomposes a 4-D aten.matmul into
+    expand_copy + view + bmm, and XNNPACK does not take expand_copy (even of an unchanged shape): each
+    attention then left 4 full-size copies to the portable kernels between delegate calls (40 in
+    TinyViT). Folding the leading axes into bmm's batch avoids them."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+        return out.reshape(*a.shape[:-2], *out.shape[-2:])
+
+
+def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False, rsqrt_decoder_norms: bool = False,
+                bmm_encoder_matmuls: bool = False) -> TinySam:
     """A copy of the model with export-friendly modules swapped in (same weights, same function).
     rsqrt_encoder_norms (LiteRT): TinyViT's nn.LayerNorms as RsqrtLayerNorm; ONNX keeps its fused
     LayerNormalization. rsqrt_decoder_norms (LiteRT integer decoders): the mask decoder's too, as
-    SQUARED_DIFFERENCE has no int16 (16x8) quantization."""
+    SQUARED_DIFFERENCE has no int16 (16x8) quantization. bmm_encoder_matmuls (ExecuTorch): TinyViT's MatMuls
+    as BmmMatMul (the decoder's keep aten.matmul: folding its dynamic prompt and token axes into one batch
+    axis makes torch.export guard on them and refuse the dynamic shapes)."""
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         if type(module) is LayerNorm2d:
@@ -65,6 +79,9 @@ def export_copy(model: TinySam, rsqrt_encoder_norms: bool = False, rsqrt_decoder
     for module in (m for part, wanted in parts if wanted for m in part.modules()):
         if type(module) is nn.LayerNorm:
             module.__class__ = RsqrtLayerNorm
+    for module in model.image_encoder.modules() if bmm_encoder_matmuls else ():
+        if type(module) is MatMul:
+            module.__class__ = BmmMatMul
     return model
 
 

@@ -70,6 +70,8 @@ def test_manifest_contract_and_delegation(fp32_dir):
         # XNNPACK's partitioner has no layer norm: each one runs on the portable kernels
         assert method["outside_delegate"]["aten_native_layer_norm_default"] > 0
         assert all(op.startswith(("aten_", "dim_order_ops_")) for op in method["outside_delegate"])
+    # TinyViT's attention matmuls lowered as 3-D bmm: no expand_copy left between the encoder's partitions
+    assert "aten_expand_copy_default" not in encoder["outside_delegate"]
 
 
 def test_every_token_count_matches_pytorch_exactly_sized(fp32_dir, small_model):
@@ -220,7 +222,7 @@ def ptq_encoder(small_model):
     scales = predictable_scales(small_model)
     report = ScalesReport("ExecuTorch")
     sample = {"image": torch.rand(1, 256, 256, 3) * 255}
-    encoder = PixelEncoder(export_copy(small_model)).eval()
+    encoder = PixelEncoder(export_copy(small_model, bmm_encoder_matmuls=True)).eval()
     with torch.no_grad():
         graph = et_target._quantized(encoder, sample, None, [sample], (small_model, scales, report))
     return graph, report, scales
@@ -261,7 +263,7 @@ def test_ptq_int8_encoder_loads_and_runs_in_xnnpack(small_model, small_calibrati
 
     scales = minmax_scales(small_calibration[2], 8, "seeded-0")
     image = {"image": torch.rand(1, 256, 256, 3, generator=torch.Generator().manual_seed(0)) * 255}
-    encoder = PixelEncoder(export_copy(small_model)).eval()
+    encoder = PixelEncoder(export_copy(small_model, bmm_encoder_matmuls=True)).eval()
     config = ConvertConfig(target="executorch", precision="int8", backend="xnnpack")
     with torch.no_grad():
         graph = et_target._quantized(encoder, image, None, [image], (small_model, scales, ScalesReport("ExecuTorch")))
