@@ -58,3 +58,11 @@ def test_graphs_store_no_duplicate_or_positional_encoding_constants(onnx_fp32_di
         assert len(large) == len(set(large)), name
     pe_shape = tuple(small_model.prompt_encoder.dense_pe().shape)
     assert all(tuple(t.dims) != pe_shape for t in onnx.load(str(onnx_fp32_dir / onnx_target.DECODER_FILE)).graph.initializer)
+
+
+def test_benchmark_runtimes_keeps_two_folders_of_one_precision_apart(onnx_fp32_dir):
+    """Before / after a change: the same target and precision twice must give two rows, not one."""
+    from tinysam_mobile.benchmarks.runtimes import measure_runtimes
+
+    results = measure_runtimes(None, [onnx_fp32_dir, onnx_fp32_dir], runs=1, threads=1, batch=2)
+    assert set(results["runtimes"]) == {"torch fp32 (eager)", "onnx fp32", f"onnx fp32 ({onnx_fp32_dir})"}

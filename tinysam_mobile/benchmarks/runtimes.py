@@ -81,6 +81,8 @@ def measure_runtimes(checkpoint: Optional[Path], artifact_dirs: list[Path], runs
     results["runtimes"]["torch fp32 (eager)"] = time_runner(TorchRunner(load_tinysam(checkpoint)), runs, batch)
     for folder, manifest in zip(artifact_dirs, manifests):
         name = f"{manifest['target']} {manifest['precision']}"
+        if name in results["runtimes"]:  # two folders of one target and precision (e.g. before / after a change)
+            name = f"{name} ({folder})"
         on_step(name)
         threaded = manifest["target"] in ("tflite", "onnx", "executorch")
         runner = make_runner(manifest["target"], artifacts=folder, **({"threads": threads} if threaded else {}))
