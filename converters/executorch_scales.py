@@ -54,7 +54,7 @@ class ObserverPlan:
     # (module, node argument) -> observer, for the read-back
     weight_nodes: dict[tuple[str, int], str] = field(default_factory=dict)
     activation_nodes: dict[tuple[str, int], str] = field(default_factory=dict)
-    names: dict[str, list[str]] = field(default_factory=dict)  # observer -> every name of its instance
+    names: dict[str, list[str]] = field(default_factory=dict)  # observer name -> every name of its instance
 
 
 def _observer_names(prepared: torch.fx.GraphModule) -> dict[str, list[str]]:
@@ -88,15 +88,12 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
                    report: ScalesReport) -> ObserverPlan:
     """Find every scales file module in the prepared graph and what its observers must hold."""
     modules = quantizable_ops(model)
-    names = _observer_names(prepared)
-    plan = ObserverPlan()
+    plan = ObserverPlan(names=_observer_names(prepared))
 
     def canonical(arg: Any) -> "str | None":
+        """The first name of the observer instance called on arg (None: left in float)."""
         observer = _observer(arg)
-        if observer is not None:
-            plan.names[names[observer][0]] = names[observer]
-            return names[observer][0]
-        return None
+        return plan.names[observer][0] if observer is not None else None
 
     for module, node in _layer_nodes(prepared, scales.ops):
         kind, layer = modules[module]

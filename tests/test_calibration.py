@@ -241,8 +241,6 @@ def test_mask_iou_matches_hand_count():
 
 # --- end to end on a small model -------------------------------------------------------------
 
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """The search runs many small ops: one thread avoids oversubscribing a shared 2-core machine."""

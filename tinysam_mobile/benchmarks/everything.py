@@ -77,11 +77,12 @@ def benchmark_everything(runner: Runner, config: EverythingBenchmarkConfig = Eve
     rows = []
     for name, image, truth in benchmark_images(config):
         row: dict[str, Any] = {"image": name, "size": list(image.shape[:2])}
+        if truth is not None:
+            row["truth_objects"] = len(truth)
         masks = {}
         for mode, generator in generators.items():
             masks[mode], row[mode] = run_mode(generator, image, lambda d, p, m=mode: on_progress(f"{name} {m}", d, p))
             if truth is not None:
-                row["truth_objects"] = len(truth)
                 row[mode]["recovered"] = int((best_match_iou(truth, masks[mode]) >= RECOVERY_IOU).sum())
                 row[mode]["recovery"] = round(row[mode]["recovered"] / len(truth), 4) if truth else None
         hier, dense = row["hierarchical"], row["dense"]
