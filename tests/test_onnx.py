@@ -66,3 +66,20 @@ def test_benchmark_runtimes_keeps_two_folders_of_one_precision_apart(onnx_fp32_d
 
     results = measure_runtimes(None, [onnx_fp32_dir, onnx_fp32_dir], runs=1, threads=1, batch=2)
     assert set(results["runtimes"]) == {"torch fp32 (eager)", "onnx fp32", f"onnx fp32 ({onnx_fp32_dir})"}
+
+
+def test_int8_keeps_convolutions_float_but_the_necks_and_weights_per_channel(tmp_path, small_model):
+    """Dynamic int8 activations lose the encoder's convolution stages (the sweep beside
+    onnx_target.float_convolutions): int8 quantizes only the neck's convolutions, and weights per channel."""
+    import onnx
+    from onnx import numpy_helper
+
+    onnx_target.convert(small_model, ConvertConfig(target="onnx", precision="int8"), tmp_path, "seeded-0")
+    graph = onnx.load(str(tmp_path / onnx_target.ENCODER_FILE)).graph
+    float_convs = [node.input[1] for node in graph.node if node.op_type == "Conv"]
+    integer_convs = [node.input[1] for node in graph.node if node.op_type == "ConvInteger"]
+    assert float_convs and not any(w.startswith(onnx_target.NECK_WEIGHT_PREFIX) for w in float_convs)
+    assert len(integer_convs) == 2 and all(w.startswith(onnx_target.NECK_WEIGHT_PREFIX) for w in integer_convs)
+    matmul_weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
+    scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")}
+    assert matmul_weights and all(scales[f"{w.removesuffix('_quantized')}_scale"].size > 1 for w in matmul_weights)

@@ -471,6 +471,36 @@ def test_int8_recipes_run_in_one_xnnpack_partition(small_encoders, small_pixels)
     assert float((got * want).sum() / np.linalg.norm(got) / np.linalg.norm(want)) > 0.98
 
 
+def _weight_types(model: bytes) -> dict[str, list[tuple[str, str]]]:
+    """{op name: [(weight tensor type, the op's scope), ...]} of the first subgraph's ops with a constant
+    weight (input 1), read from the flatbuffer."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    flatbuffer = fb.read_model(bytearray(model))
+    graph = flatbuffer.subgraphs[0]
+    found: dict[str, list[tuple[str, str]]] = {}
+    for op in graph.operators:
+        code = flatbuffer.operatorCodes[op.opcodeIndex]
+        name = fb.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if name is None or len(op.inputs) < 2 or fb.get_tensor_data(graph.tensors[op.inputs[1]], flatbuffer.buffers) is None:
+            continue
+        weight_type = fb.TENSOR_CODE_TO_TYPE[graph.tensors[op.inputs[1]].type]
+        found.setdefault(name.value, []).append((weight_type, fb.get_op_scope(op, graph.tensors)))
+    return found
+
+
+def test_int8_keeps_the_convolutions_float_but_the_necks(small_encoders):
+    """Dynamic-range activations lose the encoder's convolution stages (the sweep in tflite.INT8_FLOAT_OPS):
+    int8 keeps every convolution's weights float but the neck's; fully-connected weights are int8."""
+    from tinysam_mobile.converters import tflite
+
+    weights = _weight_types(tflite._quantize(small_encoders[0], tflite.int8_recipe()))
+    convs = {(kind, "Sequential_neck" in scope) for kind, scope in weights["CONV_2D"]}
+    assert convs == {("FLOAT32", False), ("INT8", True)}
+    assert {kind for kind, _ in weights["DEPTHWISE_CONV_2D"]} == {"FLOAT32"}
+    assert {kind for kind, _ in weights["FULLY_CONNECTED"]} == {"INT8"}
+
+
 @pytest.fixture(scope="module")
 def small_xnnpack_dir(tmp_path_factory, small_model, calibration_photos):
     from tinysam_mobile.converters import tflite
