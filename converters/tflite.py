@@ -130,7 +130,8 @@ def _float_rule(regex: str, operation: str = "*") -> dict[str, Any]:
 # the FP32 decoder behind each encoder variant, mask IoU against the FP32 encoder) kept 0.872 with every
 # convolution int8, 0.987 with all float, 0.987 with all but the neck's 3 x 3 (2.4 MB of its 2.9 MB),
 # 0.978 with only the first stage float; the transformer stages or the neck float changed nothing (0.872).
-INT8_FLOAT_OPS = ((".*", "DEPTHWISE_CONV_2D"), ("^(?!.*Sequential_neck).*", "CONV_2D"))
+NECK_SCOPE = "Sequential_neck"  # litert-torch's scope name of the encoder neck
+INT8_FLOAT_OPS = ((".*", "DEPTHWISE_CONV_2D"), (f"^(?!.*{NECK_SCOPE}).*", "CONV_2D"))
 
 
 def int8_recipe() -> list:

@@ -476,16 +476,14 @@ def _weight_types(model: bytes) -> dict[str, list[tuple[str, str]]]:
     weight (input 1), read from the flatbuffer."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
-    flatbuffer = fb.read_model(bytearray(model))
-    graph = flatbuffer.subgraphs[0]
+    from tinysam_mobile.converters.litert_scales import _Graph
+
+    graph = _Graph(fb.read_model(bytearray(model)), 0)
     found: dict[str, list[tuple[str, str]]] = {}
-    for op in graph.operators:
-        code = flatbuffer.operatorCodes[op.opcodeIndex]
-        name = fb.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-        if name is None or len(op.inputs) < 2 or fb.get_tensor_data(graph.tensors[op.inputs[1]], flatbuffer.buffers) is None:
-            continue
-        weight_type = fb.TENSOR_CODE_TO_TYPE[graph.tensors[op.inputs[1]].type]
-        found.setdefault(name.value, []).append((weight_type, fb.get_op_scope(op, graph.tensors)))
+    for op, name in zip(graph.subgraph.operators, graph.op_names):
+        if name and len(op.inputs) >= 2 and graph.data(op.inputs[1]) is not None:
+            weight_type = graph.fb.TENSOR_CODE_TO_TYPE[graph.subgraph.tensors[op.inputs[1]].type]
+            found.setdefault(name, []).append((weight_type, graph.fb.get_op_scope(op, graph.subgraph.tensors)))
     return found
 
 
@@ -495,7 +493,7 @@ def test_int8_keeps_the_convolutions_float_but_the_necks(small_encoders):
     from tinysam_mobile.converters import tflite
 
     weights = _weight_types(tflite._quantize(small_encoders[0], tflite.int8_recipe()))
-    convs = {(kind, "Sequential_neck" in scope) for kind, scope in weights["CONV_2D"]}
+    convs = {(kind, tflite.NECK_SCOPE in scope) for kind, scope in weights["CONV_2D"]}
     assert convs == {("FLOAT32", False), ("INT8", True)}
     assert {kind for kind, _ in weights["DEPTHWISE_CONV_2D"]} == {"FLOAT32"}
     assert {kind for kind, _ in weights["FULLY_CONNECTED"]} == {"INT8"}
