@@ -11,9 +11,9 @@ w8a8 (every op integer, int8 inputs and outputs, activation ranges calibrated on
 generated scenes, then checked op by op; int16 where a softmax spans the image; the decoder takes the
 points' Fourier features from the app, as sin / cos have no integer kernels; with --scales, TinySAM
 PTQ weight grids and activation ranges, see litert_scales); w8a16 (as w8a8 with every activation
-int16, TFLite's 16x8 quantization mode); int8-xnnpack (the fastest on CPU: the encoder calibrated int8
-like w8a8 except GELU, softmax, attention matmuls and LayerNorms, which stay float, so XNNPACK runs all
-of it as one partition; the decoder as int8).
+int16, TFLite's 16x8 quantization mode); int8-xnnpack (static int8 for XNNPACK's integer kernels: the
+encoder's fully-connected layers and neck convolution calibrated int8 like w8a8, everything else float,
+all of it one XNNPACK partition; the decoder as int8).
 """
 
 import tempfile
@@ -58,13 +58,6 @@ FP16_RECIPE = [{
 }]
 
 WIDE_SOFTMAX = 128  # entries above which an int8 softmax (output step 1/256) cannot hold a spread-out row
-# int8-xnnpack keeps these float ((scope regex, op); litert-torch names tensors by module path). XNNPACK
-# (ai-edge-litert 2.3) has no int8 GELU, SOFTMAX, RSQRT, or BATCH_MATMUL of two activations (test_tflite.py
-# checks each on a one-op model). Accuracy agrees (a one-off development ablation, seeded weights: encoder
-# embedding cosine to fp32, worst of 2 held-out images): 0.991 with the four float; 0.960 with GELU or
-# SOFTMAX int8, 0.986 with LayerNorm int8 (its statistics square centred values on one per-tensor grid);
-# 0.955 for full-integer w8a8 (reproducible: `validate` of a w8a8 conversion reports the cosine).
-XNNPACK_FLOAT_OPS = (("LayerNorm", "*"), (".*", "GELU"), (".*", "SOFTMAX"), (".*", "BATCH_MATMUL"))
 MAX_XNNPACK_PASSES = 4  # quantize, move what XNNPACK still leaves to LiteRT to float, until nothing new
 
 def decoder_signatures(config: ConvertConfig) -> list[str]:
@@ -132,6 +125,16 @@ def _float_rule(regex: str, operation: str = "*") -> dict[str, Any]:
 # 0.978 with only the first stage float; the transformer stages or the neck float changed nothing (0.872).
 NECK_SCOPE = "Sequential_neck"  # litert-torch's scope name of the encoder neck
 INT8_FLOAT_OPS = ((".*", "DEPTHWISE_CONV_2D"), (f"^(?!.*{NECK_SCOPE}).*", "CONV_2D"))
+# int8-xnnpack quantizes only these ((scope regex, op)) statically; every other op stays float. XNNPACK
+# (ai-edge-litert 2.3) has no int8 GELU, SOFTMAX, RSQRT or BATCH_MATMUL of two activations (test_tflite.py
+# checks each on a one-op model), and static int8 activations elsewhere lose the masks: a one-off
+# development sweep (demo model, 1024, 3 held-out images x 8 prompts, the FP32 decoder behind each encoder
+# variant, mask IoU against the FP32 pipeline) gave 0.826 with every op int8 that XNNPACK takes; float
+# convolutions 0.872, float ADDs 0.832, both 0.916, with the PADs too 0.960 (the residual stream and the
+# convolution stages on one per-tensor int8 grid); only the fully-connected layers int8 0.983, and with the
+# neck's convolution 0.979 (2 MB smaller). Back to int8 beside the fully-connected layers, one group at a
+# time: convolutions 0.844, ADD 0.891, PAD 0.914, MUL 0.965, MEAN / SUB / RSQRT 0.975, reshapes 0.973.
+XNNPACK_INT8_OPS = ((".*", "FULLY_CONNECTED"), (f".*{NECK_SCOPE}.*", "CONV_2D"))
 
 
 def int8_recipe() -> list:
@@ -165,16 +168,17 @@ def quantize_full_integer(float_model: bytes, calibration: dict[str, Any], activ
 
 
 def quantize_for_xnnpack(float_model: bytes, calibration: dict[str, Any]) -> bytes:
-    """static_wi8_ai8 with float LayerNorms, GELU, SOFTMAX and BATCH_MATMUL (XNNPACK_FLOAT_OPS), then also
-    every other op XNNPACK does not take in int8, found by asking XNNPACK (accelerators.ops_outside_xnnpack)
-    until nothing new is left outside. XNNPACK runs the QUANTIZE / DEQUANTIZE around the float ops, so
-    the model has as many partitions as the float model (the encoder: one). Only the first subgraph
-    (signature) is analysed."""
+    """static_wi8_ai8 for the ops in XNNPACK_INT8_OPS, every other op float; then any of those XNNPACK does
+    not take in int8 also float, found by asking XNNPACK (accelerators.ops_outside_xnnpack) until nothing
+    new is left outside. XNNPACK runs the QUANTIZE / DEQUANTIZE around the float ops, so the model has as
+    many partitions as the float model (the encoder: one). Only the first subgraph (signature) is
+    analysed."""
     import re
 
     from ai_edge_quantizer import recipe
 
-    base = recipe.static_wi8_ai8() + [_float_rule(regex, op) for regex, op in XNNPACK_FLOAT_OPS]
+    static = recipe.static_wi8_ai8()[0]
+    base = [_float_rule(".*")] + [{**static, "regex": regex, "operation": op} for regex, op in XNNPACK_INT8_OPS]
     keep_float: set[str] = set()
     for _ in range(MAX_XNNPACK_PASSES):
         rules = [_float_rule(f"^{re.escape(scope)}$") for scope in sorted(keep_float)]
@@ -297,7 +301,7 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
 
 def quantize_int8_xnnpack(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig,
                           progress) -> tuple[bytes, bytes]:
-    """The fastest int8 on CPU: the encoder as quantize_for_xnnpack makes it (calibrated like w8a8), the
+    """Static int8 for XNNPACK: the encoder as quantize_for_xnnpack makes it (calibrated like w8a8), the
     decoder as int8. A statically quantized decoder was no faster on XNNPACK (49 vs 50 ms per prompt)
     and far less faithful (mean mask IoU 0.41 vs 0.93 behind this encoder, seeded weights): a one-off
     development measurement, no command here builds that variant."""

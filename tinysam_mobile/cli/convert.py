@@ -22,7 +22,7 @@ def convert(
     precision: str = typer.Option(
         "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer) | w8a16 (full integer, int16 "
         "activations) | int8-xnnpack "
-        "(fastest on CPU: int8 encoder activations where XNNPACK computes in int8). "
+        "(static int8 for XNNPACK's integer kernels: the encoder's fully-connected layers and neck, the rest float). "
         "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8. "
         "executorch: fp32 | int8 (--backend xnnpack), fp16 (--backend coreml)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="executorch only: the delegate the programs are "
