@@ -4,9 +4,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tinysam_mobile.predictor import TinySamPredictor
-from tinysam_mobile.training.evaluation import EvalConfig, eval_prompts, evaluate_scenes, innermost_pixel, mask_iou
+from tinysam_mobile.training.evaluation import (EvalConfig, ObjectScore, breakdown, eval_prompts, evaluate_scenes,
+                                                innermost_pixel, mask_iou, size_class, summarize)
 
 
 def test_innermost_pixel_is_the_centre_of_a_rectangle_and_avoids_the_hole_of_a_ring():
@@ -46,6 +48,31 @@ def test_evaluate_scenes_reports_every_figure(small_model):
     assert figures["miou_point_best_of_3"] >= figures["miou_point"]
     correlation = figures["iou_correlation"]
     assert correlation is None or -1.0 <= correlation <= 1.0
+
+
+def _score(shape, area, point, box, predicted=(0.5, 0.5, 0.5), true=(0.1, 0.2, 0.3)):
+    return ObjectScore(shape, area, {"point": point, "points3": point, "box": box}, point, list(predicted), list(true))
+
+
+def test_size_classes_split_at_their_bounds():
+    assert [size_class(a) for a in (0.0, 0.0019, 0.002, 0.0099, 0.01, 0.05, 1.0)] == [
+        "tiny", "tiny", "small", "small", "medium", "large", "large"]
+
+
+def test_breakdown_groups_objects_by_shape_and_size():
+    scores = [_score("thin", 0.001, 0.2, 0.4), _score("thin", 0.03, 0.6, 0.8), _score("ring", 0.001, 1.0, 0.0)]
+    groups = breakdown(scores)
+    assert list(groups["shape"]) == ["thin", "ring"]  # the generator's order of kinds, only those present
+    assert groups["shape"]["thin"] == pytest.approx({"objects": 2, "miou_point": 0.4, "miou_points3": 0.4, "miou_box": 0.6})
+    assert groups["size"]["tiny"]["objects"] == 2 and groups["size"]["tiny"]["miou_point"] == 0.6
+    assert groups["size"]["medium"]["miou_box"] == 0.8 and "large" not in groups["size"]
+
+
+def test_summary_correlation_is_undefined_for_a_constant_side():
+    figures = summarize([_score("blob", 0.1, 0.5, 0.5)], scenes=1)
+    assert figures["iou_correlation"] is None and figures["objects"] == 1
+    figures = summarize([_score("blob", 0.1, 0.5, 0.5, predicted=(0.1, 0.2, 0.3))], scenes=1)
+    assert figures["iou_correlation"] == pytest.approx(1.0)
 
 
 def test_evaluate_refuses_bad_options_in_one_line():

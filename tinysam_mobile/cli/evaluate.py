@@ -30,16 +30,20 @@ def evaluate(
     Per object: one click at its innermost pixel, three clicks (that one plus two inside), and its tight
     box; each prompt keeps the mask with the highest predicted IoU. Reports the mean IoU per prompt kind,
     the one-click mean when the best of the three masks is picked, and the correlation of predicted and
-    true IoU over all output masks (everything mode filters on the predicted IoU).
+    true IoU over all output masks (everything mode filters on the predicted IoU). A table then breaks
+    the means down by shape kind and by size class (visible share of the image: tiny < 0.2%, small < 1%,
+    medium < 5%, large), to show where a model fails.
     """
     import torch
+    from rich.console import Console
     from rich.progress import Progress
+    from rich.table import Table
 
     from ..checkpoint import load_tinysam
     from ..errors import TinySamError
     from ..modeling import TinySamConfig
     from ..predictor import TinySamPredictor
-    from ..training.evaluation import EvalConfig, evaluate_scenes
+    from ..training.evaluation import PROMPTS, EvalConfig, breakdown, score_objects, summarize
     from ..training.sheet import write_sheet
     from ..utils.files import atomic_path, check_outputs
 
@@ -55,14 +59,23 @@ def evaluate(
     config = EvalConfig(scenes=scenes, **({} if seed_start is None else {"seed_start": seed_start}))
     with Progress(transient=True) as progress:
         task = progress.add_task("held-out scenes", total=scenes)
-        figures = evaluate_scenes(predictor, config, on_scene=lambda done: progress.update(task, completed=done))
+        scores = score_objects(predictor, config, on_scene=lambda done: progress.update(task, completed=done))
         if sheet is not None:
             progress.add_task("overlay sheet", total=None)
             write_sheet(predictor, sheet, scene_seeds=[config.seed_start + i for i in range(2)])
-    figures = {"img_size": img_size, "checkpoint": str(checkpoint) if checkpoint else "embedded demo", **figures}
+    figures = {"img_size": img_size, "checkpoint": str(checkpoint) if checkpoint else "embedded demo",
+               **summarize(scores, scenes)}
     for key, value in figures.items():
         shown = f"{value:.4f}" if isinstance(value, float) else "undefined (constant)" if value is None else value
         typer.echo(f"{key:>22}: {shown}")
+    figures["breakdown"] = breakdown(scores)
+    table = Table(title="mean IoU of the kept mask, by shape and by size")
+    for column in ("group", "objects", *PROMPTS):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for by, groups in figures["breakdown"].items():
+        for name, group in groups.items():
+            table.add_row(f"{by} {name}", str(group["objects"]), *(f"{group[f'miou_{kind}']:.3f}" for kind in PROMPTS))
+    Console().print(table)
     if sheet is not None:
         typer.echo(f"sheet: {sheet}")
     if out is not None:
