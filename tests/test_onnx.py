@@ -70,7 +70,8 @@ def test_benchmark_runtimes_keeps_two_folders_of_one_precision_apart(onnx_fp32_d
 
 def test_int8_keeps_convolutions_float_but_the_necks_and_weights_per_channel(tmp_path, small_model):
     """Dynamic int8 activations lose the encoder's convolution stages (the sweep beside
-    onnx_target.float_convolutions): int8 quantizes only the neck's convolutions, and weights per channel."""
+    onnx_target.float_convolutions): int8 quantizes only the neck's convolutions; the encoder's weights per
+    channel, the decoder's per tensor (onnx_target.PER_CHANNEL)."""
     import onnx
     from onnx import numpy_helper
 
@@ -83,3 +84,8 @@ def test_int8_keeps_convolutions_float_but_the_necks_and_weights_per_channel(tmp
     matmul_weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
     scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")}
     assert matmul_weights and all(scales[f"{w.removesuffix('_quantized')}_scale"].size > 1 for w in matmul_weights)
+    decoder = onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph
+    decoder_weights = {node.input[1] for node in decoder.node if node.op_type == "MatMulInteger"}
+    decoder_scales = {i.name: numpy_helper.to_array(i) for i in decoder.initializer if i.name.endswith("_scale")}
+    assert decoder_weights and all(decoder_scales[f"{w.removesuffix('_quantized')}_scale"].size == 1
+                                   for w in decoder_weights)
