@@ -81,11 +81,12 @@ def test_int8_keeps_convolutions_float_but_the_necks_and_weights_per_channel(tmp
     integer_convs = [node.input[1] for node in graph.node if node.op_type == "ConvInteger"]
     assert float_convs and not any(w.startswith(onnx_target.NECK_WEIGHT_PREFIX) for w in float_convs)
     assert len(integer_convs) == 2 and all(w.startswith(onnx_target.NECK_WEIGHT_PREFIX) for w in integer_convs)
-    matmul_weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
-    scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")}
-    assert matmul_weights and all(scales[f"{w.removesuffix('_quantized')}_scale"].size > 1 for w in matmul_weights)
-    decoder = onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph
-    decoder_weights = {node.input[1] for node in decoder.node if node.op_type == "MatMulInteger"}
-    decoder_scales = {i.name: numpy_helper.to_array(i) for i in decoder.initializer if i.name.endswith("_scale")}
-    assert decoder_weights and all(decoder_scales[f"{w.removesuffix('_quantized')}_scale"].size == 1
-                                   for w in decoder_weights)
+    def weight_scale_sizes(graph) -> list[int]:  # one per MatMulInteger weight: > 1 means per channel
+        weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
+        scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")}
+        return [scales[f"{w.removesuffix('_quantized')}_scale"].size for w in weights]
+
+    encoder_sizes = weight_scale_sizes(graph)
+    decoder_sizes = weight_scale_sizes(onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph)
+    assert encoder_sizes and all(size > 1 for size in encoder_sizes)
+    assert decoder_sizes and all(size == 1 for size in decoder_sizes)
