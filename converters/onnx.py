@@ -5,8 +5,9 @@ input contract as the LiteRT encoder. decoder.onnx: image_embeddings (1, 256, h,
 (B, N, 2), point_labels (B, N), mask_input (B, 1, 4h, 4w), has_mask_input (B,) -> low_res_masks
 (B, 3, 4h, 4w), iou_predictions (B, 3); the prompt axis B and the point axis N are dynamic.
 int8: weights quantized by onnxruntime's dynamic quantization (activations quantized at run time), the
-encoder's per channel and the decoder's per tensor (see PER_CHANNEL), except the convolutions but the
-encoder neck's, which stay float (see float_convolutions).
+encoder's per channel and the decoder's per tensor (see PER_CHANNEL), except the nodes float_nodes names:
+the convolutions but the encoder neck's, the prompt encoder's Fourier features and the decoder's
+image-to-token attention projections.
 """
 
 from pathlib import Path
@@ -38,15 +39,32 @@ NECK_WEIGHT_PREFIX = "image_encoder.neck."
 # check (demo model, float decoder vs quantize_dynamic variants, 3 held-out images x 6 random prompts,
 # low-res mask IoU) gave 0.73 per channel and 0.95 per tensor; the encoder per channel stays at 0.993.
 PER_CHANNEL = {ENCODER_FILE: True, DECODER_FILE: False}
+# The decoder's MatMuls that stay float. A one-off development sweep (demo model, 1024, float decoder vs
+# quantize_dynamic variants behind the float encoder, 4 scikit-image photos x 48 prompts: clicks, boxes,
+# 3 clicks; low-res mask IoU), one MatMul int8 at a time: the point coordinates' Fourier features 0.983,
+# layer 0's image-to-token attention projections 0.985-0.997, every other MatMul >= 0.996. The whole
+# decoder int8: 0.969; these float: 0.990 (+0.8 MB of 5.1). Their inputs are the 4,096 image positions (or
+# coordinates whose small errors become phase errors of sin/cos), one dynamic range per tensor.
+FLOAT_DECODER_WEIGHTS = ("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",)
+FLOAT_DECODER_SCOPE = "cross_attn_image_to_token"
+# torch.onnx (dynamo) records each node's module path here.
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
-def float_convolutions(path: Path) -> list[str]:
-    """Names of the Conv / ConvTranspose nodes of an ONNX model whose weight is not the encoder neck's."""
+def float_nodes(path: Path) -> list[str]:
+    """Names of the nodes of an ONNX model that int8 keeps float: every Conv / ConvTranspose whose weight is
+    not the encoder neck's, and the decoder's MatMuls of FLOAT_DECODER_WEIGHTS or FLOAT_DECODER_SCOPE."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return [node.name for node in graph.node
-            if node.op_type in ("Conv", "ConvTranspose") and not node.input[1].startswith(NECK_WEIGHT_PREFIX)]
+
+    def keeps_float(node) -> bool:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            return not node.input[1].startswith(NECK_WEIGHT_PREFIX)
+        scopes = next((prop.value for prop in node.metadata_props if prop.key == NAME_SCOPES_KEY), "")
+        return node.op_type == "MatMul" and (node.input[1] in FLOAT_DECODER_WEIGHTS or FLOAT_DECODER_SCOPE in scopes)
+
+    return [node.name for node in graph.node if keeps_float(node)]
 
 
 def _tensor_specs(path: Path) -> dict[str, Any]:
@@ -94,7 +112,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                 (work_dir / name).rename(float_path)
                 quantize_dynamic(str(float_path), str(work_dir / name), weight_type=QuantType.QInt8,
                                  per_channel=PER_CHANNEL[name],
-                                 nodes_to_exclude=float_convolutions(float_path))
+                                 nodes_to_exclude=float_nodes(float_path))
                 float_path.unlink()
     artifacts = [artifact_record(work_dir, ENCODER_FILE, "encoder", **_tensor_specs(work_dir / ENCODER_FILE)),
                  artifact_record(work_dir, DECODER_FILE, "decoder", **_tensor_specs(work_dir / DECODER_FILE))]

@@ -68,10 +68,11 @@ def test_benchmark_runtimes_keeps_two_folders_of_one_precision_apart(onnx_fp32_d
     assert set(results["runtimes"]) == {"torch fp32 (eager)", "onnx fp32", f"onnx fp32 ({onnx_fp32_dir})"}
 
 
-def test_int8_keeps_convolutions_float_but_the_necks_and_weights_per_channel(tmp_path, small_model):
-    """Dynamic int8 activations lose the encoder's convolution stages (the sweep beside
-    onnx_target.float_convolutions): int8 quantizes only the neck's convolutions; the encoder's weights per
-    channel, the decoder's per tensor (onnx_target.PER_CHANNEL)."""
+def test_int8_keeps_sensitive_nodes_float_and_weights_per_channel(tmp_path, small_model):
+    """Dynamic int8 activations lose the encoder's convolution stages and the decoder's image-to-token
+    attention (the sweeps beside onnx_target.NECK_WEIGHT_PREFIX and FLOAT_DECODER_WEIGHTS): int8 quantizes
+    only the neck's convolutions, leaves the point Fourier features and the image-to-token projections float;
+    the encoder's weights per channel, the decoder's per tensor (onnx_target.PER_CHANNEL)."""
     import onnx
     from onnx import numpy_helper
 
@@ -90,3 +91,13 @@ def test_int8_keeps_convolutions_float_but_the_necks_and_weights_per_channel(tmp
     decoder_sizes = weight_scale_sizes(onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph)
     assert encoder_sizes and all(size > 1 for size in encoder_sizes)
     assert decoder_sizes and all(size == 1 for size in decoder_sizes)
+
+    decoder = onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph
+    float_weights = {node.input[1] for node in decoder.node if node.op_type == "MatMul"}
+    integer_weights = {node.input[1] for node in decoder.node if node.op_type == "MatMulInteger"}
+    assert "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix" in float_weights
+    # Two layers x q, k, v, out projections of the image-to-token attention, as float weights of their own.
+    image_to_token = [node for node in decoder.node if node.op_type == "MatMul" and node.input[1] in
+                      {i.name for i in decoder.initializer} and "cross_attn_image_to_token" in str(node.metadata_props)]
+    assert len(image_to_token) == 8
+    assert len(integer_weights) >= 20  # the self-attention, token-to-image attention and MLP layers stay int8
