@@ -8,6 +8,12 @@ from ..errors import TinySamError
 from ..utils.prompts import DEFAULT_MAX_TOKENS, token_range
 DEFAULT_EVERYTHING_BATCH = 64  # batched decoder: single-point prompts per call in everything mode
 EVERYTHING_POINTS = 2  # each everything-mode prompt: the grid point plus the padding point SAM appends
+# What the weight-int8 precisions (ONNX and ExecuTorch int8) quantize besides the linear layers, and which
+# linear layers they leave float: dynamic activations take one range per tensor, which the encoder's
+# convolution stages and the decoder's image-to-token attention (4,096 image positions) cannot share. The
+# sweeps are beside converters/onnx.py's FLOAT_DECODER_WEIGHTS and NECK_WEIGHT_PREFIX.
+NECK_MODULE = "image_encoder.neck"
+IMAGE_TO_TOKEN_SCOPE = "cross_attn_image_to_token"
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ without padding) and 'decode_batch' (everything_batch prompts of 2 tokens, for e
 are positional, in the order the manifest lists them.
 
 Backends (the delegate the programs are lowered to, `--backend`):
-- xnnpack (Android and iOS CPUs; ExecuTorch's Python runtime runs it on Linux): fp32, or int8 through
-  PT2E with ExecuTorch's XNNPACKQuantizer (static: int8 per-channel symmetric weights, int8 per-tensor
-  activations), calibrated on the images of the LiteRT w8a8 path (litert_calibration).
+- xnnpack (Android and iOS CPUs; ExecuTorch's Python runtime runs it on Linux): fp32; int8 and w8a8
+  through PT2E with ExecuTorch's XNNPACKQuantizer, int8 per-channel symmetric weights both. int8, as
+  LiteRT's and ONNX's: the linear layers and the encoder neck's convolutions with activations quantized
+  at run time (dynamic), the rest float (see int8_node). w8a8: static int8 per-tensor activations
+  everywhere XNNPACK takes them, calibrated on the images of the LiteRT w8a8 path (litert_calibration),
+  optionally with TinySAM's PTQ scales.
 - coreml (Apple devices only; fp16 ML Program inside the .pte): the program loads on Linux, but no Core ML
   runtime exists there to execute it.
 Ops the partitioner leaves outside the delegate run on ExecuTorch's portable kernels; the manifest lists
@@ -27,14 +30,14 @@ from ..calibration.scales import ScalesFile
 from ..errors import TinySamError
 from ..modeling import TinySam
 from . import executorch_scales
-from .config import EVERYTHING_POINTS, ConvertConfig, token_counts
+from .config import EVERYTHING_POINTS, IMAGE_TO_TOKEN_SCOPE, NECK_MODULE, ConvertConfig, token_counts
 from .export_modules import (BATCH_SIGNATURE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT,
                              PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy)
 from .manifest import artifact_record, prompt_tokens, write_manifest
 from .ptq_placement import ScalesReport, check_entries, manifest_record
 
-BACKENDS = {"xnnpack": ("fp32", "int8"), "coreml": ("fp16",)}
-PRECISIONS = ("fp32", "int8", "fp16")
+BACKENDS = {"xnnpack": ("fp32", "int8", "w8a8"), "coreml": ("fp16",)}
+PRECISIONS = ("fp32", "int8", "w8a8", "fp16")
 ENCODER_FILE = "encoder.pte"
 DECODER_FILE = "decoder.pte"
 ENCODER_METHOD = "encode"
@@ -44,6 +47,14 @@ DELEGATE_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
 # Operators as get_delegation_info names them (a quantize / dequantize XNNPACK left out would show too);
 # getitem and symbolic shape arithmetic are not operators
 EDGE_OP_PREFIXES = ("aten_", "dim_order_ops_", "quantized_decomposed_")
+
+QUANTIZATION_METHODS = {
+    "int8": {"method": "PT2E, XNNPACKQuantizer: int8 per-channel symmetric weights, int8 per-tensor activations "
+             "quantized at run time (dynamic)", "quantized": "the linear layers but the decoder's image-to-token "
+             "attention's, and the encoder neck's convolutions; everything else float"},
+    "w8a8": {"method": "PT2E, XNNPACKQuantizer: int8 per-channel symmetric weights, int8 per-tensor activations "
+             "(static)"},
+}
 
 Sample = dict[str, torch.Tensor]
 
@@ -90,18 +101,36 @@ def _calibration_samples(model: TinySam, encoder: PixelEncoder, decoder: PromptD
     return encoder_inputs, [tensors(s) for listed in by_signature.values() for s in listed]
 
 
-def _quantized(module: torch.nn.Module, sample: Sample, dynamic: Any, calibration: list[Sample],
-               ptq: "tuple[TinySam, ScalesFile, ScalesReport] | None" = None) -> torch.nn.Module:
-    """PT2E static int8 (ExecuTorch's XNNPACKQuantizer, per-channel weights), observed on `calibration`;
-    with ptq = (model, scales, report), TinySAM's PTQ scales replace the observed ranges where they map
-    (executorch_scales) and are read back from the converted graph."""
+def int8_node(node: torch.fx.Node) -> bool:
+    """Whether int8 quantizes this linear / convolution node of an exported graph: every linear layer but the
+    decoder's image-to-token attention's, and the encoder neck's convolutions (XNNPACKQuantizer's filter)."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    path = stack[-1][0] if stack else ""
+    if node.target == torch.ops.aten.linear.default:
+        return IMAGE_TO_TOKEN_SCOPE not in path
+    return path.startswith(NECK_MODULE)
+
+
+def _quantizer(precision: str):
+    """ExecuTorch's XNNPACKQuantizer for int8 (dynamic activations, int8_node's layers) or w8a8 (static)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                           get_symmetric_quantization_config)
+
+    if precision == "w8a8":
+        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    dynamic = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    return XNNPACKQuantizer().set_global(dynamic).set_filter_function(int8_node)
+
+
+def _quantized(module: torch.nn.Module, sample: Sample, dynamic: Any, calibration: list[Sample], precision: str,
+               ptq: "tuple[TinySam, ScalesFile, ScalesReport] | None" = None) -> torch.nn.Module:
+    """PT2E int8 or w8a8 (_quantizer), observed on `calibration` (int8: the weights only, any one sample);
+    with ptq = (model, scales, report), TinySAM's PTQ scales replace the observed ranges where they map
+    (executorch_scales) and are read back from the converted graph."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     graph = torch.export.export(module, (), kwargs=sample, dynamic_shapes=dynamic).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(graph, quantizer)
+    prepared = prepare_pt2e(graph, _quantizer(precision))
     for inputs in calibration:
         prepared(**inputs)
     if ptq is None:
@@ -119,12 +148,12 @@ def _partitioner(config: ConvertConfig):
         from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConstantPadConfig
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
-        # int8: XNNPACK accepts TinyViT's window padding (constant_pad_nd) at partitioning, then refuses the
+        # w8a8: XNNPACK accepts TinyViT's window padding (constant_pad_nd) at partitioning, then refuses the
         # quantized pad when the program loads ("Failed to create StaticConstantPad node ...
         # xnn_status_invalid_parameter", measured on the demo model at 1024): the pad stays on the portable
         # kernels, in float between its dequantize and quantize.
         return XnnpackPartitioner(configs=[c for c in ALL_PARTITIONER_CONFIGS if c is not ConstantPadConfig]
-                                  if config.precision == "int8" else None)
+                                  if config.precision == "w8a8" else None)
     import coremltools as ct
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
@@ -181,10 +210,10 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
     if config.scales is not None:
         from ..calibration.scales import read_scales
 
-        if config.precision != "int8":
-            raise TinySamError(f"--scales applies to the int8 precision of executorch, not {config.precision}")
+        if config.precision != "w8a8":
+            raise TinySamError(f"--scales applies to the w8a8 precision of executorch, not {config.precision}")
         scales = read_scales(config.scales, checkpoint_sha256)
-        check_entries(model, scales, "ExecuTorch int8")
+        check_entries(model, scales, "ExecuTorch w8a8")
         ptq = (model, scales, ScalesReport("ExecuTorch"))
 
     size = model.config.img_size
@@ -195,18 +224,22 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
     with Progress(transient=True) as bar, torch.no_grad():
         task = bar.add_task("converting", total=None)
         progress: Callable[[str], None] = lambda text: bar.update(task, description=text)  # noqa: E731
-        if config.precision == "int8":
-            encoder_calibration, decoder_calibration = _calibration_samples(model, encoder, decoder, config, progress)
-            progress("quantizing the encoder (PT2E, XNNPACKQuantizer)")
-            encoder = _quantized(encoder, encoder_sample, None, encoder_calibration, ptq)
-            progress("quantizing the decoder (PT2E, XNNPACKQuantizer)")
+        if config.precision in ("int8", "w8a8"):
             from torch.export import Dim
 
+            decoder_sample = decoder_sample_inputs(size, 2, config.max_tokens)
+            if config.precision == "w8a8":
+                encoder_calibration, decoder_calibration = _calibration_samples(model, encoder, decoder, config,
+                                                                                progress)
+            else:  # dynamic activations: one pass sets the weights' observers
+                encoder_calibration, decoder_calibration = [encoder_sample], [decoder_sample]
+            progress(f"quantizing the encoder ({config.precision}: PT2E, XNNPACKQuantizer)")
+            encoder = _quantized(encoder, encoder_sample, None, encoder_calibration, config.precision, ptq)
+            progress(f"quantizing the decoder ({config.precision}: PT2E, XNNPACKQuantizer)")
             # one set of observers for both methods: the prompt and token axes dynamic while calibrating
             both = _decoder_dynamic(Dim("tokens", min=1, max=config.max_tokens),
                                     Dim("prompts", min=1, max=config.everything_batch))
-            decoder = _quantized(decoder, decoder_sample_inputs(size, 2, config.max_tokens), both, decoder_calibration,
-                                 ptq)
+            decoder = _quantized(decoder, decoder_sample, both, decoder_calibration, config.precision, ptq)
             if ptq is not None:
                 ptq[2].check_complete(ptq[1])
         progress(f"exporting and lowering the encoder ({config.backend})")
@@ -235,11 +268,11 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
                              "tokens (point + padding point), one shared image embedding"},
                  "outputs": list(DECODER_OUTPUTS)},
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
-        **({"quantization": {"method": "PT2E, XNNPACKQuantizer: int8 per-channel symmetric weights, int8 per-tensor "
-                             "activations (static)", "calibration": str(config.calibration_images or "built-in photos "
-                                                                         "and generated scenes"),
-                             "ranges": "TinySAM PTQ scales where they map (ptq_scales), observed elsewhere"
-                             if ptq is not None else "observed (HistogramObserver; weights min/max)"}}
-           if config.precision == "int8" else {}),
+        **({"quantization": QUANTIZATION_METHODS[config.precision] if config.precision == "int8" else {
+            **QUANTIZATION_METHODS["w8a8"],
+            "calibration": str(config.calibration_images or "built-in photos and generated scenes"),
+            "ranges": "TinySAM PTQ scales where they map (ptq_scales), observed elsewhere"
+            if ptq is not None else "observed (HistogramObserver; weights min/max)"}}
+           if config.precision in QUANTIZATION_METHODS else {}),
         **({"ptq_scales": manifest_record(Path(config.scales), ptq[1], ptq[2])} if ptq is not None else {}),
     )

@@ -17,7 +17,7 @@ import torch
 
 from ..modeling import TinySam
 from ..utils.prompts import MIN_PROMPT_TOKENS, token_range
-from .config import ConvertConfig
+from .config import IMAGE_TO_TOKEN_SCOPE, NECK_MODULE, ConvertConfig
 from .export_modules import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PixelEncoder,
                              PromptDecoder, decoder_sample_inputs, export_copy)
 from .manifest import artifact_record, prompt_tokens, write_manifest
@@ -33,7 +33,7 @@ OPSET = 18
 # FP32 encoder): 0.766 with every Conv int8 (per tensor, as before), 0.763 per channel, 0.976 with the
 # convolutions float but the neck's (+1.1 MB of 7.4), 0.978 with the neck's float too (+3.1 MB). ORT's
 # dynamic activations are one range per tensor; the convolution stages' activations are where that loses.
-NECK_WEIGHT_PREFIX = "image_encoder.neck."
+NECK_WEIGHT_PREFIX = f"{NECK_MODULE}."
 # Weights per channel, per model. The decoder's per-channel MatMul weights lost its masks after a fresh
 # install (onnxruntime 1.32.0; the recipe had held 0.98 with the version before): a one-off development
 # check (demo model, float decoder vs quantize_dynamic variants, 3 held-out images x 6 random prompts,
@@ -46,14 +46,13 @@ PER_CHANNEL = {ENCODER_FILE: True, DECODER_FILE: False}
 # decoder int8: 0.969; these float: 0.990 (+0.8 MB of 5.1). Their inputs are the 4,096 image positions (or
 # coordinates whose small errors become phase errors of sin/cos), one dynamic range per tensor.
 FLOAT_DECODER_WEIGHTS = ("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",)
-FLOAT_DECODER_SCOPE = "cross_attn_image_to_token"
 # torch.onnx (dynamo) records each node's module path here.
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
 def float_nodes(path: Path) -> list[str]:
     """Names of the nodes of an ONNX model that int8 keeps float: every Conv / ConvTranspose whose weight is
-    not the encoder neck's, and the decoder's MatMuls of FLOAT_DECODER_WEIGHTS or FLOAT_DECODER_SCOPE."""
+    not the encoder neck's, and the decoder's MatMuls of FLOAT_DECODER_WEIGHTS or IMAGE_TO_TOKEN_SCOPE."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -62,7 +61,7 @@ def float_nodes(path: Path) -> list[str]:
         if node.op_type in ("Conv", "ConvTranspose"):
             return not node.input[1].startswith(NECK_WEIGHT_PREFIX)
         scopes = next((prop.value for prop in node.metadata_props if prop.key == NAME_SCOPES_KEY), "")
-        return node.op_type == "MatMul" and (node.input[1] in FLOAT_DECODER_WEIGHTS or FLOAT_DECODER_SCOPE in scopes)
+        return node.op_type == "MatMul" and (node.input[1] in FLOAT_DECODER_WEIGHTS or IMAGE_TO_TOKEN_SCOPE in scopes)
 
     return [node.name for node in graph.node if keeps_float(node)]
 

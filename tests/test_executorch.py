@@ -1,4 +1,4 @@
-"""ExecuTorch target: .pte programs lowered to XNNPACK (fp32, PT2E int8) or Core ML, run by ExecuTorch's
+"""ExecuTorch target: .pte programs lowered to XNNPACK (fp32, PT2E int8 / w8a8) or Core ML, run by ExecuTorch's
 Python runtime. Reduced-size (256) seeded model with a small decoder range: these test the conversion and
 runner logic; the 1024 figures of the demo model are in docs/executorch.md."""
 
@@ -38,8 +38,13 @@ def fp32_dir(tmp_path_factory, small_model):
 
 
 @pytest.fixture(scope="module")
-def int8_dir(tmp_path_factory, small_model, calibration_photos):
-    return _convert(tmp_path_factory, small_model, "int8", calibration_images=calibration_photos)
+def int8_dir(tmp_path_factory, small_model):
+    return _convert(tmp_path_factory, small_model, "int8")
+
+
+@pytest.fixture(scope="module")
+def w8a8_dir(tmp_path_factory, small_model, calibration_photos):
+    return _convert(tmp_path_factory, small_model, "w8a8", calibration_images=calibration_photos)
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +123,53 @@ def test_fp32_parity(fp32_dir, small_model, parity_images):
     assert sorted(figures["mask_iou_by_tokens"]) == list(range(1, SMALL_MAX_TOKENS + 1))
 
 
-def test_int8_is_quantized_and_close(int8_dir, fp32_dir, small_model, parity_images):
-    """PT2E static int8: quantized weights shrink both programs, and the masks stay near FP32 PyTorch."""
+def test_int8_quantizes_the_linear_layers_dynamically_and_stays_close(int8_dir, fp32_dir, small_model, parity_images):
+    """int8: per-channel int8 weights of the linear layers and the neck, activations quantized at run time;
+    XNNPACK takes the window padding (nothing static to refuse), and the masks stay near FP32 PyTorch."""
     manifest = load_manifest(int8_dir)
-    assert manifest["precision"] == "int8" and "XNNPACKQuantizer" in manifest["quantization"]["method"]
+    assert manifest["precision"] == "int8" and "dynamic" in manifest["quantization"]["method"]
+    sizes = {r["role"]: r["size_bytes"] for r in load_manifest(fp32_dir)["artifacts"]}
+    for record in manifest["artifacts"]:
+        assert record["size_bytes"] < 0.6 * sizes[record["role"]], record["role"]
+    assert "aten_constant_pad_nd_default" not in manifest["artifacts"][0]["methods"]["encode"]["outside_delegate"]
+    figures = measure_parity(ExecuTorchRunner(int8_dir), TorchRunner(small_model), parity_images,
+                             ParityConfig(prompts_per_image=3))
+    assert figures["embedding_cosine"]["mean"] > 0.99
+    assert figures["mask_iou"]["mean"] > 0.9
+
+
+def test_int8_leaves_convolutions_and_image_to_token_attention_float(small_model):
+    """Which nodes int8 hands to the dynamic quantizer: every linear layer but the decoder's image-to-token
+    attention's, and of the convolutions only the encoder neck's."""
+    from tinysam_mobile.converters.export_modules import PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy
+
+    model = export_copy(small_model, bmm_encoder_matmuls=True)
+    encoder = torch.export.export(PixelEncoder(model).eval(), (), kwargs={"image": torch.rand(1, 256, 256, 3)})
+    decoder = torch.export.export(PromptDecoder(model).eval(), (), kwargs=decoder_sample_inputs(256, 2, 3))
+    convolution, linear = torch.ops.aten.conv2d.default, torch.ops.aten.linear.default
+    encoder_convs = [n for n in encoder.graph.nodes if n.target == convolution]
+    chosen_convs = [n for n in encoder_convs if et_target.int8_node(n)]
+    assert len(chosen_convs) == 2 and len(encoder_convs) > 10  # the neck's 1x1 and 3x3 of many
+    decoder_linears = [n for n in decoder.graph.nodes if n.target == linear]
+    left_float = [n for n in decoder_linears if not et_target.int8_node(n)]
+    depth = len(small_model.mask_decoder.transformer.layers)
+    assert len(left_float) == 4 * depth  # q, k, v and out projections of each layer's image-to-token attention
+    assert all("cross_attn_image_to_token" in n.meta["nn_module_stack"][next(reversed(n.meta["nn_module_stack"]))][0]
+               for n in left_float)
+    assert all(et_target.int8_node(n) for n in encoder.graph.nodes if n.target == linear)
+
+
+def test_w8a8_is_quantized_and_close(w8a8_dir, fp32_dir, small_model, parity_images):
+    """PT2E static int8 activations: quantized weights shrink both programs, and the masks stay near FP32
+    PyTorch."""
+    manifest = load_manifest(w8a8_dir)
+    assert manifest["precision"] == "w8a8" and "static" in manifest["quantization"]["method"]
     sizes = {r["role"]: r["size_bytes"] for r in load_manifest(fp32_dir)["artifacts"]}
     for record in manifest["artifacts"]:
         assert record["size_bytes"] < 0.5 * sizes[record["role"]], record["role"]
     outside = manifest["artifacts"][0]["methods"]["encode"]["outside_delegate"]
     assert outside["aten_constant_pad_nd_default"] > 0  # XNNPACK refuses the quantized window padding at load
-    figures = measure_parity(ExecuTorchRunner(int8_dir), TorchRunner(small_model), parity_images,
+    figures = measure_parity(ExecuTorchRunner(w8a8_dir), TorchRunner(small_model), parity_images,
                              ParityConfig(prompts_per_image=3))
     assert figures["embedding_cosine"]["mean"] > 0.95
     assert figures["mask_iou"]["mean"] > 0.8
@@ -149,7 +191,7 @@ def test_wrong_target_folder_refused(fp32_dir, tmp_path):
 
 
 def test_backend_and_precision_checked(small_model, tmp_path):
-    with pytest.raises(TinySamError, match="takes precision fp32 or int8, not fp16"):
+    with pytest.raises(TinySamError, match="takes precision fp32 or int8 or w8a8, not fp16"):
         et_target.convert(small_model, ConvertConfig(target="executorch", precision="fp16"), tmp_path, "seeded-0")
     with pytest.raises(TinySamError, match="unknown ExecuTorch backend 'vulkan'"):
         et_target.convert(small_model, ConvertConfig(target="executorch", precision="fp32", backend="vulkan"),
@@ -224,7 +266,7 @@ def ptq_encoder(small_model):
     sample = {"image": torch.rand(1, 256, 256, 3) * 255}
     encoder = PixelEncoder(export_copy(small_model, bmm_encoder_matmuls=True)).eval()
     with torch.no_grad():
-        graph = et_target._quantized(encoder, sample, None, [sample], (small_model, scales, report))
+        graph = et_target._quantized(encoder, sample, None, [sample], "w8a8", (small_model, scales, report))
     return graph, report, scales
 
 
@@ -251,7 +293,7 @@ def test_ptq_activation_ranges_set_the_input_scales(ptq_encoder):
     np.testing.assert_allclose(_dequantize_scale(graph, node, 0), want, rtol=1e-5)
 
 
-def test_ptq_int8_encoder_loads_and_runs_in_xnnpack(small_model, small_calibration, tmp_path):
+def test_ptq_w8a8_encoder_loads_and_runs_in_xnnpack(small_model, small_calibration, tmp_path):
     """Copy ops (transpose, reshape) share one observer under two names: the placed ranges must replace it
     under both, or the transpose gets different input and output qparams and XNNPACK refuses the program
     when it loads. Scales of real ranges (min/max of a capture), so the int8 program should stay close."""
@@ -264,9 +306,10 @@ def test_ptq_int8_encoder_loads_and_runs_in_xnnpack(small_model, small_calibrati
     scales = minmax_scales(small_calibration[2], 8, "seeded-0")
     image = {"image": torch.rand(1, 256, 256, 3, generator=torch.Generator().manual_seed(0)) * 255}
     encoder = PixelEncoder(export_copy(small_model, bmm_encoder_matmuls=True)).eval()
-    config = ConvertConfig(target="executorch", precision="int8", backend="xnnpack")
+    config = ConvertConfig(target="executorch", precision="w8a8", backend="xnnpack")
     with torch.no_grad():
-        graph = et_target._quantized(encoder, image, None, [image], (small_model, scales, ScalesReport("ExecuTorch")))
+        graph = et_target._quantized(encoder, image, None, [image], "w8a8",
+                                     (small_model, scales, ScalesReport("ExecuTorch")))
         et_target._lower({"encode": torch.export.export(graph, (), kwargs=image)}, config, tmp_path / "encoder.pte")
         quantized, float_ = graph(**image)[et_target.ENCODER_OUTPUT], encoder(**image)[et_target.ENCODER_OUTPUT]
     (runtime,) = Runtime.get().load_program(tmp_path / "encoder.pte").load_method("encode").execute([image["image"]])
@@ -289,9 +332,9 @@ def test_ptq_scales_refused_for_other_precisions_and_checkpoints(small_model, tm
     from tinysam_mobile.calibration.scales import save_scales
 
     path = save_scales(predictable_scales(small_model), tmp_path / "scales.safetensors")
-    with pytest.raises(TinySamError, match="--scales applies to the int8 precision of executorch, not fp32"):
+    with pytest.raises(TinySamError, match="--scales applies to the w8a8 precision of executorch, not fp32"):
         et_target.convert(small_model, ConvertConfig(target="executorch", precision="fp32", scales=path),
                           tmp_path / "a", "seeded-0")
     with pytest.raises(TinySamError, match="was calibrated for checkpoint"):
-        et_target.convert(small_model, ConvertConfig(target="executorch", precision="int8", scales=path),
+        et_target.convert(small_model, ConvertConfig(target="executorch", precision="w8a8", scales=path),
                           tmp_path / "b", "another-checkpoint")

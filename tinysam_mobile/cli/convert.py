@@ -24,7 +24,8 @@ def convert(
         "activations) | int8-xnnpack "
         "(static int8 for XNNPACK's integer kernels: the encoder's fully-connected layers and neck, the rest float). "
         "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8. "
-        "executorch: fp32 | int8 (--backend xnnpack), fp16 (--backend coreml)."),
+        "executorch: fp32 | int8 (weights; dynamic int8 linear layers and neck, the rest float) | w8a8 (static "
+        "int8 everywhere XNNPACK takes it) (--backend xnnpack), fp16 (--backend coreml)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="executorch only: the delegate the programs are "
                                           "lowered to, xnnpack (default; CPUs) or coreml (Apple devices).",
                                           show_default=False),
@@ -37,7 +38,7 @@ def convert(
     everything_batch: int = typer.Option(DEFAULT_EVERYTHING_BATCH, help="Prompts per call of the batched everything-mode decoder."),
     scales: Optional[Path] = typer.Option(None, help="TinySAM PTQ scales from 'tinysam-mobile calibrate': "
                                           "weight grids and activation ranges of coreml int8 / w8a8, tflite "
-                                          "w8a8 and executorch int8; weight sensitivities or grids of coreml "
+                                          "w8a8 and executorch w8a8; weight sensitivities or grids of coreml "
                                           "palettize*.",
                                           show_default=False),
     calibration_images: Optional[Path] = typer.Option(
