@@ -24,7 +24,8 @@ def test_page_holds_the_measured_row_and_its_pictures(small_report):
     assert float(onnx_row.split("|")[2]) >= 0.995  # fp32 ONNX against fp32 PyTorch, through the same predictor
     assert "0.995: met" in onnx_row
     assert "| torch fp32 (reference) |" in page and "Not measured in this report: tflite fp32" in page
-    assert "report --out" in page  # the command that reproduces it
+    reproduce = next(line for line in page.splitlines() if line.startswith("Reproduce:"))
+    assert "report --out" in reproduce and "--row onnx-fp32" in reproduce  # a partial page names its rows
     for picture in ("overlays.png", "mask_iou_distribution.png", "size_vs_mask_iou.png"):
         assert (root / "page" / picture).stat().st_size > 1000
     figures = json.loads((root / "cache" / "onnx-fp32.figures.json").read_text())

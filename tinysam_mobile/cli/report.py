@@ -90,11 +90,11 @@ def report(
     weights = ("the embedded demo model (tinysam_mobile/weights/MODEL_CARD.md)" if checkpoint is None
                else f"checkpoint {checkpoint.name}")
     missing = [r.name for r in ROWS if r.name not in records]
-    # What regenerates the whole page: the options that differ from their defaults, every row (--row only
-    # splits the work into several runs).
+    # What regenerates the page: the options that differ from their defaults; the --row options only where
+    # the page leaves rows out (a full page's rows may be measured in several runs, the cache keeps them).
     command = " ".join(["tinysam-mobile report"] + [
         f"{option.opts[0]} {value}" for option in context.command.params
-        if option.name != "row" and context.params[option.name] not in (None, option.default)
+        if (option.name != "row" or missing) and context.params[option.name] not in (None, option.default)
         for value in (context.params[option.name] if option.multiple else [context.params[option.name]])])
     targets = {r.name: row_target(r) for r in ROWS}
     with atomic_directory(out) as work:
