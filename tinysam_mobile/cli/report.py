@@ -57,6 +57,7 @@ def report(
     each with FP32 PyTorch as 'validate' does, and write OUT/README.md: the table (mask IoU mean / p5 / min
     against each precision's target, embedding cosine, IoU-score error, size, CPU latency), mask IoU per
     prompt-token count, two plots and an overlay sheet of the same prompts through every row."""
+    import torch
     from rich.progress import Progress
 
     from ..calibration.dataset import default_images
@@ -82,6 +83,7 @@ def report(
         raise TinySamError(f"--img-size: {exc}") from None
     check_outputs(folders=(out,))
     model = load_tinysam(checkpoint, model_config)
+    torch.set_num_threads(threads)  # the reference's (and the pre/post-processing's) threads; runners take theirs
     config = ReportConfig(images, prompts_per_image, latency_runs, threads)
     with Progress(transient=True) as bar:
         task = bar.add_task("report", total=None)
