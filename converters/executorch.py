@@ -101,11 +101,16 @@ def _calibration_samples(model: TinySam, encoder: PixelEncoder, decoder: PromptD
     return encoder_inputs, [tensors(s) for listed in by_signature.values() for s in listed]
 
 
+def module_path(node: torch.fx.Node) -> str:
+    """The path of the innermost module torch.export recorded the node as called from ('' for none)."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    return stack[-1][0] if stack else ""
+
+
 def int8_node(node: torch.fx.Node) -> bool:
     """Whether int8 quantizes this linear / convolution node of an exported graph: every linear layer but the
     decoder's image-to-token attention's, and the encoder neck's convolutions (XNNPACKQuantizer's filter)."""
-    stack = list(node.meta.get("nn_module_stack", {}).values())
-    path = stack[-1][0] if stack else ""
+    path = module_path(node)
     if node.target == torch.ops.aten.linear.default:
         return IMAGE_TO_TOKEN_SCOPE not in path
     return path.startswith(NECK_MODULE)
@@ -203,6 +208,16 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         return _convert(model, config, work_dir, checkpoint_sha256)
 
 
+def _quantization_record(config: ConvertConfig, with_scales: bool) -> dict[str, str]:
+    """The manifest's account of int8 / w8a8: the method, and for w8a8 where its activation ranges came from."""
+    if config.precision == "int8":
+        return QUANTIZATION_METHODS["int8"]
+    return {**QUANTIZATION_METHODS["w8a8"],
+            "calibration": str(config.calibration_images or "built-in photos and generated scenes"),
+            "ranges": "TinySAM PTQ scales where they map (ptq_scales), observed elsewhere" if with_scales
+            else "observed (HistogramObserver; weights min/max)"}
+
+
 def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sha256: str) -> dict[str, Any]:
     from rich.progress import Progress
 
@@ -268,11 +283,7 @@ def _convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_s
                              "tokens (point + padding point), one shared image embedding"},
                  "outputs": list(DECODER_OUTPUTS)},
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
-        **({"quantization": QUANTIZATION_METHODS[config.precision] if config.precision == "int8" else {
-            **QUANTIZATION_METHODS["w8a8"],
-            "calibration": str(config.calibration_images or "built-in photos and generated scenes"),
-            "ranges": "TinySAM PTQ scales where they map (ptq_scales), observed elsewhere"
-            if ptq is not None else "observed (HistogramObserver; weights min/max)"}}
+        **({"quantization": _quantization_record(config, ptq is not None)}
            if config.precision in QUANTIZATION_METHODS else {}),
         **({"ptq_scales": manifest_record(Path(config.scales), ptq[1], ptq[2])} if ptq is not None else {}),
     )

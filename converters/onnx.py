@@ -62,8 +62,10 @@ def float_nodes(path: Path) -> list[str]:
     def keeps_float(node) -> bool:
         if node.op_type in ("Conv", "ConvTranspose"):
             return not node.input[1].startswith(NECK_WEIGHT_PREFIX)
+        if node.op_type != "MatMul":
+            return False
         scopes = next((prop.value for prop in node.metadata_props if prop.key == NAME_SCOPES_KEY), "")
-        return node.op_type == "MatMul" and (node.input[1] in FLOAT_DECODER_WEIGHTS or IMAGE_TO_TOKEN_SCOPE in scopes)
+        return node.input[1] in FLOAT_DECODER_WEIGHTS or IMAGE_TO_TOKEN_SCOPE in scopes
 
     return [node.name for node in graph.node if keeps_float(node)]
 

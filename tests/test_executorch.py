@@ -154,8 +154,7 @@ def test_int8_leaves_convolutions_and_image_to_token_attention_float(small_model
     left_float = [n for n in decoder_linears if not et_target.int8_node(n)]
     depth = len(small_model.mask_decoder.transformer.layers)
     assert len(left_float) == 4 * depth  # q, k, v and out projections of each layer's image-to-token attention
-    assert all("cross_attn_image_to_token" in n.meta["nn_module_stack"][next(reversed(n.meta["nn_module_stack"]))][0]
-               for n in left_float)
+    assert all("cross_attn_image_to_token" in et_target.module_path(n) for n in left_float)
     assert all(et_target.int8_node(n) for n in encoder.graph.nodes if n.target == linear)
 
 

@@ -82,22 +82,23 @@ def test_int8_keeps_sensitive_nodes_float_and_weights_per_channel(tmp_path, smal
     integer_convs = [node.input[1] for node in graph.node if node.op_type == "ConvInteger"]
     assert float_convs and not any(w.startswith(onnx_target.NECK_WEIGHT_PREFIX) for w in float_convs)
     assert len(integer_convs) == 2 and all(w.startswith(onnx_target.NECK_WEIGHT_PREFIX) for w in integer_convs)
+
     def weight_scale_sizes(graph) -> list[int]:  # one per MatMulInteger weight: > 1 means per channel
         weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
         scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")}
         return [scales[f"{w.removesuffix('_quantized')}_scale"].size for w in weights]
 
-    encoder_sizes = weight_scale_sizes(graph)
-    decoder_sizes = weight_scale_sizes(onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph)
+    decoder = onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph
+    encoder_sizes, decoder_sizes = weight_scale_sizes(graph), weight_scale_sizes(decoder)
     assert encoder_sizes and all(size > 1 for size in encoder_sizes)
     assert decoder_sizes and all(size == 1 for size in decoder_sizes)
 
-    decoder = onnx.load(str(tmp_path / onnx_target.DECODER_FILE)).graph
     float_weights = {node.input[1] for node in decoder.node if node.op_type == "MatMul"}
     integer_weights = {node.input[1] for node in decoder.node if node.op_type == "MatMulInteger"}
     assert "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix" in float_weights
     # Two layers x q, k, v, out projections of the image-to-token attention, as float weights of their own.
-    image_to_token = [node for node in decoder.node if node.op_type == "MatMul" and node.input[1] in
-                      {i.name for i in decoder.initializer} and "cross_attn_image_to_token" in str(node.metadata_props)]
+    initializers = {i.name for i in decoder.initializer}
+    image_to_token = [node for node in decoder.node if node.op_type == "MatMul" and node.input[1] in initializers
+                      and "cross_attn_image_to_token" in str(node.metadata_props)]
     assert len(image_to_token) == 8
     assert len(integer_weights) >= 20  # the self-attention, token-to-image attention and MLP layers stay int8
