@@ -27,6 +27,8 @@ from .dataset import PromptedImage
 GELU_MIN = -0.16997124254703522  # min over x of x * Phi(x): the post-GELU negative range
 UNUSED_MODULES = ("image_encoder.head",)  # TinyViT's ImageNet classifier: never executed
 MAX_MATMUL_SIDE = 1024  # A rows / B columns kept per matmul entry
+HEAD_AXIS = 1  # matmul operands (B, heads, N, C)
+MIN_SCALE = 1e-8  # for operands that are all zero on the calibration set
 
 
 def op_kind(module: nn.Module) -> "str | None":
@@ -58,9 +60,38 @@ class OpData:
     post_gelu: bool = False     # input produced by a GELU (twin-uniform candidate)
     post_softmax: bool = False  # matmul operand a is a softmax (rows sum to 1)
     weight_grad2: Optional[torch.Tensor] = None  # conv / deconv / linear: squared weight gradients, summed
+    # Per operand, over the whole tensors of every pass (not only the sampled positions): max |x| and max x,
+    # per head for 4-D matmul operands (group_amax). The scales' alpha = 1 is this range.
+    whole_amax: list[torch.Tensor] = field(default_factory=list)
+    whole_max: list[torch.Tensor] = field(default_factory=list)
 
     def cat(self) -> tuple[list[torch.Tensor], torch.Tensor]:
         return [torch.cat(parts) for parts in zip(*self.operands)], torch.cat(self.grad2)
+
+    def record_range(self, operands: list[torch.Tensor]) -> None:
+        heads = self.kind == "matmul"
+        amax = [group_amax(x, heads) for x in operands]
+        high = [group_amax(x.clamp_min(0), heads) for x in operands]
+        if self.whole_amax:
+            amax = [torch.maximum(old, new) for old, new in zip(self.whole_amax, amax)]
+            high = [torch.maximum(old, new) for old, new in zip(self.whole_max, high)]
+        self.whole_amax, self.whole_max = amax, high
+
+    def amax(self, index: int, positive: bool = False) -> torch.Tensor:
+        """max |x| (positive: max x) of operand `index` over everything calibration ran, (groups,); from the
+        samples where no whole range was recorded (ops built from given operands, e.g. in tests)."""
+        if self.whole_amax:
+            return (self.whole_max if positive else self.whole_amax)[index]
+        x = self.cat()[0][index]
+        return group_amax(x.clamp_min(0) if positive else x, self.kind == "matmul")
+
+
+def group_amax(x: torch.Tensor, heads: bool) -> torch.Tensor:
+    """max |x| per head (HEAD_AXIS) of a 4-D matmul operand (heads), else per tensor as (1,); never below
+    MIN_SCALE."""
+    if not heads or x.dim() != 4:
+        return x.abs().amax().reshape(1).clamp_min(MIN_SCALE)
+    return x.abs().amax(dim=[d for d in range(4) if d != HEAD_AXIS]).clamp_min(MIN_SCALE)
 
 
 def run_op(kind: str, module: nn.Module, operands: list[torch.Tensor], weight: "torch.Tensor | None" = None
@@ -149,6 +180,7 @@ class Recorder:
                 operands = [a[batch][..., rows, :], b[batch][..., cols]]
                 take_output = lambda g: g[batch][..., rows, :][..., cols]  # noqa: E731
             data.operands.append([o.detach().clone() for o in operands])
+            data.record_range([t.detach() for t in (inputs if data.kind == "matmul" else inputs[:1])])
             output.register_hook(lambda g: data.grad2.append(take_output(g).detach().pow(2)))
 
         return hook

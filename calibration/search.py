@@ -3,7 +3,9 @@
 For each op, alternately for its two operands (weight / input, or A / B of a matmul), try
 alpha * max|x| / 2^(bits-1) for `candidates` alphas in [alpha_min, alpha_max] and keep the one that
 minimises the Hessian-guided distance sum(grad^2 * (y_quant - y_fp)^2) on the captured samples,
-for `rounds` rounds. Groups are searched jointly (each group only moves its own slice of the output):
+for `rounds` rounds. An activation's max|x| is over the whole tensor on every calibration pass, not
+over the sampled positions: those held a fraction of the range (a few 8 x 8 windows of a convolution's
+input), so every grid, min/max's too, clipped what the samples had not seen. Groups are searched jointly (each group only moves its own slice of the output):
 output channels for conv / deconv weights, heads for matmul operands; linear weights and conv /
 linear inputs have one scale. Post-softmax matmul operands and inputs fed by GELU are twin-uniform.
 """
@@ -12,18 +14,16 @@ from typing import Callable
 
 import torch
 
-from .capture import GELU_MIN, OpData, run_op
+from .capture import GELU_MIN, HEAD_AXIS, MIN_SCALE, OpData, run_op
 from .config import CalibrationConfig
 from .quantizers import fake_quant_activation, fake_quant_weight, qmax
 from .scales import OpScales, Quantizer, ScalesFile
 
 WEIGHT_GROUP_AXIS = {"conv": 0, "deconv": 1}  # output channel axis of the weight; linear: layer-wise
-HEAD_AXIS = 1  # matmul operands (B, heads, N, C)
-MIN_SCALE = 1e-8  # for operands that are all zero on the calibration set
 
 
-def _group_amax(x: torch.Tensor, axis: "int | None") -> torch.Tensor:
-    """max|x| per slice along axis (keepdim shape for weights), or (1,) per tensor."""
+def _weight_amax(x: torch.Tensor, axis: "int | None") -> torch.Tensor:
+    """max|w| per slice along axis (output channels), or (1,) per tensor."""
     if axis is None:
         return x.abs().amax().reshape(1)
     dims = [d for d in range(x.dim()) if d != axis]
@@ -43,9 +43,9 @@ def initial_quantizers(data: OpData, bits: int, twin: bool) -> dict[str, Quantiz
     operands, _ = data.cat()
     if data.kind == "matmul":
         quantizers = {}
-        for name, x in zip("ab", operands):
+        for index, (name, x) in enumerate(zip("ab", operands)):
             heads = x.dim() == 4
-            amax = _group_amax(x, HEAD_AXIS if heads else None).clamp_min(MIN_SCALE)
+            amax = data.amax(index)
             granularity, axis = ("head", HEAD_AXIS) if heads else ("tensor", None)
             if name == "a" and twin and data.post_softmax:
                 low = torch.tensor([1.0 / (q - 1)])
@@ -56,13 +56,12 @@ def initial_quantizers(data: OpData, bits: int, twin: bool) -> dict[str, Quantiz
         return quantizers
     weight = data.module.weight.detach()
     axis = WEIGHT_GROUP_AXIS.get(data.kind)
-    w_amax = _group_amax(weight, axis).reshape(_weight_scale_shape(weight, axis)).clamp_min(MIN_SCALE)
+    w_amax = _weight_amax(weight, axis).reshape(_weight_scale_shape(weight, axis)).clamp_min(MIN_SCALE)
     w = Quantizer("uniform", bits, w_amax / q, granularity="channel" if axis is not None else "tensor")
-    x_amax = _group_amax(operands[0], None).clamp_min(MIN_SCALE)
     if twin and data.post_gelu:
-        x = Quantizer("twin_gelu", bits, torch.tensor([-GELU_MIN / q]), scale_high=x_amax / q)
+        x = Quantizer("twin_gelu", bits, torch.tensor([-GELU_MIN / q]), scale_high=data.amax(0, positive=True) / q)
     else:
-        x = Quantizer("uniform", bits, x_amax / q)
+        x = Quantizer("uniform", bits, data.amax(0) / q)
     return {"weight": w, "input": x}
 
 
@@ -97,18 +96,16 @@ def _search_operand(data: OpData, operands, y_fp, weight, quantizers: dict[str, 
     current = quantizers[operand]
     searched = _searched_field(current)
     if data.kind == "matmul":
-        x = operands["ab".index(operand)]
-        group_axis = HEAD_AXIS if current.granularity == "head" else None
-        base = _group_amax(x, group_axis).clamp_min(MIN_SCALE) / current.qmax
-        out_axis = group_axis
+        out_axis = HEAD_AXIS if current.granularity == "head" else None
+        amax = data.amax("ab".index(operand))  # per head; one scale for a twin-uniform softmax
+        base = (amax if out_axis is not None else amax.amax().reshape(1)) / current.qmax
     elif operand == "weight":
         axis = WEIGHT_GROUP_AXIS.get(data.kind)
         w = data.module.weight.detach()
-        base = (_group_amax(w, axis).reshape(_weight_scale_shape(w, axis)).clamp_min(MIN_SCALE) / current.qmax)
+        base = (_weight_amax(w, axis).reshape(_weight_scale_shape(w, axis)).clamp_min(MIN_SCALE) / current.qmax)
         out_axis = 1 if axis is not None else None  # conv / deconv outputs are (N, O, H, W)
     else:
-        x = operands[0].clamp_min(0) if current.scheme == "twin_gelu" else operands[0]
-        base = _group_amax(x, None).clamp_min(MIN_SCALE) / current.qmax
+        base = data.amax(0, positive=current.scheme == "twin_gelu") / current.qmax
         out_axis = None
     quantized = {name: _quantize(data, operands, name, q) for name, q in quantizers.items() if name != operand}
     best_err, best_scale = None, getattr(current, searched)

@@ -1,5 +1,6 @@
 """Plain options objects for conversion, passed to each target's pure `convert` function."""
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,12 @@ EVERYTHING_POINTS = 2  # each everything-mode prompt: the grid point plus the pa
 # sweeps are beside converters/onnx.py's FLOAT_DECODER_WEIGHTS and NECK_WEIGHT_PREFIX.
 NECK_MODULE = "image_encoder.neck"
 IMAGE_TO_TOKEN_SCOPE = "cross_attn_image_to_token"
+# The layers whose inputs static W8A8 (CoreML w8a8) leaves float, their weights int8: the encoder's
+# convolution stage, patch merging and local (depthwise) convolutions. One per-tensor int8 range cannot hold
+# their inputs' outliers (held-out values up to 4.8x the searched range). A one-off development sweep in
+# PyTorch fake-quant (demo model, 1024, TinySAM PTQ scales, 8 held-out images x 4 prompts, matmul operands
+# float as in CoreML): every conv / linear input int8 0.796, these 27 float 0.974, int8 weights alone 0.983.
+W8A8_FLOAT_INPUTS = re.compile(r"image_encoder\.(patch_embed|layers\.0)\.|\.downsample\.|\.local_conv\.")
 
 
 @dataclass(frozen=True)

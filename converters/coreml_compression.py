@@ -23,7 +23,7 @@ from ..calibration.export import activation_ranges
 from ..calibration.scales import read_scales
 from ..errors import TinySamError
 from ..modeling import TinySam
-from .config import ConvertConfig
+from .config import W8A8_FLOAT_INPUTS, ConvertConfig
 from .coreml_package import load_program, program_ops
 from .coreml_weights import (attach_grid_palettes, attach_int8_weights, channel_axis, folded_copy, max_abs_grids,
                              per_channel, quantized_layers, scales_file_grids)
@@ -89,9 +89,11 @@ def plan_for(model: TinySam, config: ConvertConfig, checkpoint_sha256: str) -> C
     ranges = {}
     if precision == "w8a8":
         ranges = {name: operands["input"] for name, operands in activation_ranges(scales).items()
-                  if "input" in operands}
+                  if "input" in operands and not W8A8_FLOAT_INPUTS.search(name)}
         summary["activations"] = ("int8 quantize/dequantize before every conv / linear input, symmetric per "
-                                  "tensor, covering the scales file's activation range (iOS17 quantize ops)")
+                                  "tensor, covering the scales file's activation range (iOS17 quantize ops), "
+                                  "but the encoder's convolution stage, patch merging and local convolutions "
+                                  "(float inputs)")
     return CompressionPlan(attach_int8_weights(model, grids), summary, activation_ranges=ranges,
                            weight_report=int8_report(model, grids))
 

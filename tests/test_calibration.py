@@ -281,6 +281,29 @@ def test_capture_covers_every_executed_op(small_model, small_calibration):
         assert len(data.operands) == len(data.grad2) == len(samples)
 
 
+def test_ranges_cover_the_whole_activation_not_only_the_samples(small_model, small_calibration):
+    """alpha = 1 (min/max) is max |x| over every position the calibration ran, measured here with a plain
+    forward hook; the sampled 8 x 8 windows of a convolution's input hold less of it."""
+    from tinysam_mobile.calibration.search import minmax_scales
+
+    samples, config, captured = small_calibration
+    name = "image_encoder.layers.0.blocks.0.conv1.c"
+    seen = []
+    handle = dict(small_model.named_modules())[name].register_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0].detach().abs().max()))
+    try:
+        with torch.no_grad():
+            for sample in samples:
+                small_model.encode(sample.image)
+    finally:
+        handle.remove()
+    whole = float(max(seen))
+    sampled = float(captured[name].cat()[0][0].abs().max())
+    assert sampled < whole
+    scale = minmax_scales(captured, 8, "seeded-0").ops[name].quantizers["input"].scale
+    assert float(scale) == pytest.approx(whole / 128, rel=1e-6)
+
+
 def test_fake_quant_fidelity_on_generated_scenes(small_model, small_ptq, small_calibration, held_out_scenes):
     """W8A8 fake-quant stays close to FP32; W6A6 is further away; min/max is worse than the search."""
     from tinysam_mobile.calibration.report import fidelity, torch_predict

@@ -387,6 +387,34 @@ def test_w8a8_quantizes_activations_with_the_file_ranges(w8a8_decoder):
     assert quantize_ops and all(op.output_dtype.val == "int8" for op in quantize_ops)
 
 
+def test_w8a8_leaves_the_encoder_convolution_inputs_float(tmp_path, small_model):
+    """w8a8's int8 inputs skip the encoder's convolution stage, patch merging and local convolutions (one
+    per-tensor range cannot hold their outliers) and cover every other conv / linear, the neck's too."""
+    from tinysam_mobile.calibration.capture import quantizable_ops
+    from tinysam_mobile.calibration.scales import OpScales, Quantizer, ScalesFile, save_scales
+    from tinysam_mobile.converters import coreml_compression
+    from tinysam_mobile.converters.config import ConvertConfig
+
+    shapes = {"conv": lambda w: (-1, 1, 1, 1), "deconv": lambda w: (1, -1, 1, 1), "linear": lambda w: (1, 1)}
+    ops = {}
+    for name, (kind, module) in quantizable_ops(small_model).items():
+        if kind != "matmul":
+            weight = module.weight.detach()
+            axis = {"conv": 0, "deconv": 1}.get(kind)
+            amax = weight.abs().amax() if axis is None else weight.abs().amax(
+                dim=[d for d in range(weight.dim()) if d != axis])
+            ops[name] = OpScales(kind, {"weight": Quantizer("uniform", 8, (amax / 127).reshape(shapes[kind](weight))),
+                                        "input": Quantizer("uniform", 8, torch.tensor([0.02]))})
+    path = tmp_path / "scales.safetensors"
+    save_scales(ScalesFile("test-sha", "minmax", ops, 0), path)
+    plan = coreml_compression.plan_for(small_model, ConvertConfig("coreml", "w8a8", scales=path), "test-sha")
+    convolution_stages = ("image_encoder.patch_embed.", "image_encoder.layers.0.")
+    float_inputs = {name for name in ops if name.startswith(convolution_stages)
+                    or ".downsample." in name or ".local_conv." in name}
+    assert float_inputs and "image_encoder.neck.0" not in float_inputs
+    assert set(plan.activation_ranges) == set(ops) - float_inputs
+
+
 def test_scales_for_another_checkpoint_are_refused(tmp_path, small_model):
     from tinysam_mobile.converters import coreml_compression
     from tinysam_mobile.converters.config import ConvertConfig

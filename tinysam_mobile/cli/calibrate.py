@@ -137,7 +137,8 @@ def quant_report(
     """Mean mask IoU vs FP32 of quantized TinySAM on held-out images and prompts.
 
     Rows: plain min/max W8A8, TinySAM PTQ W8A8, the same as a per-channel / per-tensor int8 format can
-    hold it (what the converters approximate), without twin-uniform, W6A6, and any --artifacts.
+    hold it (what the converters approximate), without twin-uniform, min/max and TinySAM PTQ W6A6, and
+    any --artifacts.
     """
     from rich.console import Console
     from rich.table import Table
@@ -189,6 +190,7 @@ def quant_report(
         "TinySAM PTQ W8A8": ptq8,
         "  as int8 formats hold it": mobile_approximation(ptq8),
         "  without twin-uniform": single_scale_twins(ptq8),
+        "min/max W6A6": scales_for(None, 6, "minmax"),
         "TinySAM PTQ W6A6": scales_for(scales_w6a6, 6),
     }
     candidates = {name: torch_predict(fake_quant_model(model, s)) for name, s in variants.items()}
