@@ -23,7 +23,7 @@ from ..calibration.export import activation_ranges
 from ..calibration.scales import read_scales
 from ..errors import TinySamError
 from ..modeling import TinySam
-from .config import W8A8_FLOAT_INPUTS, ConvertConfig
+from .config import W8A8_FLOAT_INPUTS, WIDE_PALETTE_BITS, WIDE_PALETTE_LAYERS, ConvertConfig
 from .coreml_package import load_program, program_ops
 from .coreml_weights import (attach_grid_palettes, attach_int8_weights, channel_axis, folded_copy, max_abs_grids,
                              per_channel, quantized_layers, scales_file_grids)
@@ -49,6 +49,7 @@ class CompressionPlan:
     summary: dict[str, Any]
     palette_bits: Optional[int] = None
     palette_ops: tuple[str, ...] = LAYER_OPS  # what plain k-means palettizes after conversion
+    wide_layers: tuple[str, ...] = ()  # torch layers whose palettes take WIDE_PALETTE_BITS instead
     activation_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer -> input range
     weight_report: list[dict[str, Any]] = field(default_factory=list)  # int8: per torch layer
 
@@ -104,12 +105,16 @@ def palette_plan(model: TinySam, config: ConvertConfig, bits: int, checkpoint_sh
         raise TinySamError(f"unknown --palette {method!r}; choose one of {', '.join(PALETTE_METHODS)}")
     summary = {"weights": f"{bits}-bit palettes: {PALETTE_METHODS[method]}", "palette_method": method,
                "ops": list(LAYER_OPS), "other_weights": "float16"}
+    wide = wide_palette_layers(model, bits) if method != "ptq-grid" else ()
+    if wide:
+        summary["wide_layers"] = (f"{len(wide)} layers (the encoder's convolution stage and patch merging) take "
+                                  f"{WIDE_PALETTE_BITS}-bit palettes")
     if method == "kmeans":
         if config.scales is not None:
             raise TinySamError("--palette kmeans uses no scales file; drop --scales or choose sensitive-kmeans / ptq-grid")
         return CompressionPlan(folded_copy(model)[0], {
             **summary, "granularity": "per_grouped_channel", "group_size": PALETTE_GROUP_SIZE,
-            "min_elements": MIN_PALETTIZED_ELEMENTS}, palette_bits=bits)
+            "min_elements": MIN_PALETTIZED_ELEMENTS}, palette_bits=bits, wide_layers=wide)
     if config.scales is None:
         raise TinySamError(f"--palette {method} needs --scales from 'tinysam-mobile calibrate'")
     scales = read_scales(config.scales, checkpoint_sha256)
@@ -124,15 +129,22 @@ def palette_plan(model: TinySam, config: ConvertConfig, bits: int, checkpoint_sh
         return CompressionPlan(palettized, {**summary, "granularity": "one LUT per layer, scale per output channel",
                                             "palettized_layers": len(grids)}, palette_bits=bits, palette_ops=(),
                                weight_report=torch_weight_report(model, palettized, grids, bits))
-    palettized, layers = sensitive_palettes(model, scales, bits)
+    palettized, layers = sensitive_palettes(model, scales, bits, wide)
     return CompressionPlan(palettized, {**summary, "granularity": "per_grouped_channel",
                                         "group_size": PALETTE_GROUP_SIZE, "min_elements": MIN_PALETTIZED_ELEMENTS,
                                         "sensitivity_weighted_layers": len(layers),
                                         "plain_kmeans": "after conversion, as --palette kmeans: ConvTranspose2d "
                                                         "(SKMPalettizer does not take it) and layers no gradient "
                                                         "reached (zero sensitivity carries no information)"},
-                           palette_bits=bits,
-                           weight_report=torch_weight_report(model, palettized, layers, bits))
+                           palette_bits=bits, wide_layers=wide,
+                           weight_report=torch_weight_report(model, palettized, layers, bits, wide))
+
+
+def wide_palette_layers(model: TinySam, bits: int) -> tuple[str, ...]:
+    """The layers palettized at WIDE_PALETTE_BITS when the palettes are narrower (see WIDE_PALETTE_LAYERS)."""
+    if bits >= WIDE_PALETTE_BITS:
+        return ()
+    return tuple(name for name in quantized_layers(model) if WIDE_PALETTE_LAYERS.search(name))
 
 
 def layer_sensitivities(model: TinySam, scales, factors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -149,9 +161,10 @@ def layer_sensitivities(model: TinySam, scales, factors: dict[str, torch.Tensor]
     return importances
 
 
-def sensitive_palettes(model: TinySam, scales, bits: int) -> tuple[TinySam, list[str]]:
+def sensitive_palettes(model: TinySam, scales, bits: int, wide: tuple[str, ...] = ()) -> tuple[TinySam, list[str]]:
     """A BatchNorm-folded copy whose large conv and linear weights coremltools' SKMPalettizer has fitted
-    to `bits`-bit LUTs (one per 16 output channels), each weight weighed by its sensitivity."""
+    to `bits`-bit LUTs (WIDE_PALETTE_BITS for the `wide` layers; one LUT per 16 output channels), each
+    weight weighed by its sensitivity."""
     import tempfile
 
     import coremltools.optimize.torch.palettization as ctp
@@ -164,11 +177,13 @@ def sensitive_palettes(model: TinySam, scales, bits: int) -> tuple[TinySam, list
     names = [name for name, layer in quantized_layers(folded).items()  # the others: see palette_plan
              if layer.weight.numel() > MIN_PALETTIZED_ELEMENTS and name in importances
              and not isinstance(layer, torch.nn.ConvTranspose2d)]
-    layer_config = ctp.ModuleSKMPalettizerConfig(n_bits=bits, granularity="per_grouped_channel",
-                                                 group_size=PALETTE_GROUP_SIZE)
     if not names:
         return folded, names
-    config = ctp.SKMPalettizerConfig(global_config=None, module_name_configs={name: layer_config for name in names})
+    layer_configs = {width: ctp.ModuleSKMPalettizerConfig(n_bits=width, granularity="per_grouped_channel",
+                                                          group_size=PALETTE_GROUP_SIZE)
+                     for width in (bits, WIDE_PALETTE_BITS)}
+    config = ctp.SKMPalettizerConfig(global_config=None, module_name_configs={
+        name: layer_configs[WIDE_PALETTE_BITS if name in wide else bits] for name in names})
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "sensitivity.pt"
         torch.save({f"{name}.weight": importances[name] for name in names}, path)
@@ -176,13 +191,14 @@ def sensitive_palettes(model: TinySam, scales, bits: int) -> tuple[TinySam, list
     return palettized, names
 
 
-def torch_weight_report(model: TinySam, palettized: TinySam, layers, bits: int) -> list[dict[str, Any]]:
+def torch_weight_report(model: TinySam, palettized: TinySam, layers, bits: int,
+                        wide: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Relative RMS and max error of each palettized layer against its float (folded) weight."""
     reference, compressed = quantized_layers(folded_copy(model)[0]), quantized_layers(palettized)
     report = []
     for name in layers:
         w, wp = reference[name].weight.detach(), compressed[name].weight.detach()
-        report.append({"layer": name, "bits": bits, "relative_rms_error":
+        report.append({"layer": name, "bits": WIDE_PALETTE_BITS if name in wide else bits, "relative_rms_error":
                        float(torch.linalg.vector_norm(wp - w) / torch.linalg.vector_norm(w).clamp_min(1e-12)),
                        "max_abs_error": float((wp - w).abs().max())})
     return report
@@ -196,15 +212,21 @@ def layer_weights(mlmodel, op_types: tuple[str, ...] = LAYER_OPS) -> dict[str, t
             for op in program_ops(load_program(cto.decompress_weights(mlmodel)), op_types)}
 
 
-def palettize(mlmodel, bits: int, op_types: tuple[str, ...] = LAYER_OPS):
+def palettize(mlmodel, bits: int, op_types: tuple[str, ...] = LAYER_OPS, wide_ops: frozenset[str] = frozenset()):
+    """Plain k-means palettes for the weights of `op_types`; WIDE_PALETTE_BITS for the MIL ops `wide_ops`."""
     import coremltools.optimize.coreml as cto
 
-    palette = cto.OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_grouped_channel",
-                                     group_size=PALETTE_GROUP_SIZE, weight_threshold=MIN_PALETTIZED_ELEMENTS)
-    return cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_type_configs={op: palette for op in op_types}))
+    def palette(width: int):
+        return cto.OpPalettizerConfig(mode="kmeans", nbits=width, granularity="per_grouped_channel",
+                                      group_size=PALETTE_GROUP_SIZE, weight_threshold=MIN_PALETTIZED_ELEMENTS)
+
+    wide = {name: palette(WIDE_PALETTE_BITS) for name in wide_ops}
+    return cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_type_configs={op: palette(bits) for op in op_types},
+                                                                 op_name_configs=wide))
 
 
-def reconstruction_report(before, after, bits: int, op_types: tuple[str, ...] = LAYER_OPS) -> list[dict[str, Any]]:
+def reconstruction_report(before, after, bits: int, op_types: tuple[str, ...] = LAYER_OPS,
+                          wide_ops: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Per palettized layer: relative RMS and max error of the LUT weights against the float ones."""
     original, compressed = layer_weights(before, op_types), layer_weights(after, op_types)
     already = {op.name for op in program_ops(load_program(before), op_types) if op.weight.op.op_type != "const"}
@@ -213,7 +235,8 @@ def reconstruction_report(before, after, bits: int, op_types: tuple[str, ...] = 
         if w.size <= MIN_PALETTIZED_ELEMENTS or op_name in already:  # coremltools compresses larger float weights
             continue
         wp = compressed[op_name][1]
-        report.append({"op": op_name, "weight": weight_name, "shape": list(w.shape), "bits": bits,
+        report.append({"op": op_name, "weight": weight_name, "shape": list(w.shape),
+                       "bits": WIDE_PALETTE_BITS if op_name in wide_ops else bits,
                        "granularity": f"per_grouped_channel/{PALETTE_GROUP_SIZE}",
                        "relative_rms_error": float(np.linalg.norm(wp - w) / max(np.linalg.norm(w), 1e-12)),
                        "max_abs_error": float(np.abs(wp - w).max())})
@@ -280,8 +303,9 @@ def compress(plan: CompressionPlan, mlmodel, role: str) -> tuple[Any, list[dict[
     report = [r for r in plan.weight_report if r["layer"].split(".")[0] in ROLE_PREFIXES[role]]
     if plan.palette_bits is not None:  # palettes fitted in PyTorch are in the package already
         if plan.palette_ops:
-            palettized = palettize(mlmodel, plan.palette_bits, plan.palette_ops)
-            report += reconstruction_report(mlmodel, palettized, plan.palette_bits, plan.palette_ops)
+            wide_ops = frozenset(mil_layer_names(load_program(mlmodel), plan.wide_layers))
+            palettized = palettize(mlmodel, plan.palette_bits, plan.palette_ops, wide_ops)
+            report += reconstruction_report(mlmodel, palettized, plan.palette_bits, plan.palette_ops, wide_ops)
             mlmodel = palettized
         return mlmodel, report
     if plan.weight_report:

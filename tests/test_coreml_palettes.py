@@ -164,3 +164,46 @@ def test_palette_misuse_on_the_command_line_is_one_error_line(tmp_path):
     assert_one_line_error(run_cli("convert", "--target", "coreml", "--precision", "palettize6", "--palette",
                                   "sensitive-kmeans", "-o", out), "--scales")
     assert not out.exists()
+
+
+class EncoderLike(torch.nn.Module):
+    """Two linears named like TinySAM's: the patch embedding (kept at 8 bits below 8) and the neck."""
+
+    def __init__(self):
+        super().__init__()
+        self.image_encoder = torch.nn.Module()
+        self.image_encoder.patch_embed = torch.nn.Sequential(torch.nn.Linear(128, 128))
+        self.image_encoder.neck = torch.nn.Sequential(torch.nn.Linear(128, 128))
+
+    def forward(self, x):
+        return self.image_encoder.neck(self.image_encoder.patch_embed(x))
+
+
+@pytest.mark.parametrize("method", ["kmeans", "sensitive-kmeans"])
+def test_narrow_palettes_keep_the_convolution_stage_at_8_bits(method, tmp_path):
+    from tinysam_mobile.converters.coreml_package import load_program
+
+    torch.manual_seed(0)
+    model = EncoderLike().eval()
+    names = ("image_encoder.patch_embed.0", "image_encoder.neck.0")
+    scales = None
+    if method == "sensitive-kmeans":
+        ops = {name: OpScales("linear", {"weight": Quantizer("uniform", 8, torch.full((128, 1), 0.01)),
+                                         "input": Quantizer("uniform", 8, torch.tensor([0.05]))}) for name in names}
+        scales = tmp_path / "s.safetensors"
+        save_scales(ScalesFile(SHA, "tinysam-ptq", ops, 0, weight_sensitivity={n: torch.rand(128, 128) for n in names}),
+                    scales)
+    plan = coreml_compression.plan_for(model, ConvertConfig("coreml", "palettize4", scales=scales), SHA)
+    assert plan.summary["palette_method"] == method and "8-bit palettes" in plan.summary["wide_layers"]
+    mlmodel = coreml.convert_part(ct, plan.model, {"x": torch.randn(1, 4, 4, 128)}, ["y"], "palettize4", "fp16")
+    mlmodel, report = coreml_compression.compress(plan, mlmodel, "encoder")
+    mlmodel.save(str(tmp_path / "model.mlpackage"))
+    program = program_of(tmp_path / "model.mlpackage")
+    layer_of = coreml_compression.mil_layer_names(load_program(mlmodel), names)
+    entries = {layer_of[op.outputs[0].child_ops[0].name]: stored_lut(op).shape[-2]
+               for op in ops_of(program, "constexpr_lut_to_dense")}
+    assert entries == {"image_encoder.patch_embed.0": 256, "image_encoder.neck.0": 16}
+    reported = {r.get("layer") or layer_of[r["op"]]: r["bits"] for r in report}
+    assert reported == {"image_encoder.patch_embed.0": 8, "image_encoder.neck.0": 4}
+    # palettize8 has nothing narrower to widen
+    assert coreml_compression.plan_for(model, ConvertConfig("coreml", "palettize8"), SHA).wide_layers == ()
