@@ -8,7 +8,8 @@ Palettes come three ways (PALETTE_METHODS): plain k-means LUTs from coremltools.
 conversion; sensitivity-weighted k-means (coremltools.optimize.torch's SKMPalettizer) weighing each
 weight by the squared task-loss gradient `calibrate` stored in the scales file; or TinySAM's own grid
 (a LUT of integer codes times the scales file's per-channel scale). The last two are fitted in PyTorch,
-and coremltools turns the LUT buffers they leave on each layer into the package's palettes.
+and coremltools turns the LUT buffers they leave on each layer into the package's palettes. Below 8 bits,
+the k-means methods keep the layers of WIDE_PALETTE_LAYERS at WIDE_PALETTE_BITS.
 """
 
 import re

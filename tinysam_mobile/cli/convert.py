@@ -49,7 +49,8 @@ def convert(
         None, help="CoreML palettize4/6/8: how the LUTs are fitted. kmeans (plain k-means, the default without "
         "--scales); sensitive-kmeans (each weight weighed by its task-loss sensitivity from the --scales file, "
         "the default with --scales); ptq-grid (the LUT is TinySAM's quantization grid of a scales file of the "
-        "same bit width).", show_default=False),
+        "same bit width). Below 8 bits, k-means and sensitive-kmeans keep the encoder's convolution stage and "
+        "patch merging at 8-bit palettes.", show_default=False),
 ) -> None:
     """Convert a TinySAM checkpoint into encoder and decoder artifacts for one mobile runtime.
 
