@@ -72,3 +72,14 @@ def test_a_ptq_grid_row_without_its_width_is_a_one_line_error(tmp_path):
     assert_one_line_error(result, "needs --scales with a --bits 6 file")
     result = run_cli("report", "--out", tmp_path / "b", "--scales", tmp_path / "absent.safetensors")
     assert_one_line_error(result, "does not exist")
+
+
+def test_palette_targets_are_the_issues_in_report_and_validate():
+    """Issue #15: palettize8 as int8 (0.98), palettize6 0.97, palettize4 reported only; validate's exit
+    status uses the same thresholds as the report's target column."""
+    from tinysam_mobile.report.build import row_target
+    from tinysam_mobile.report.rows import Row
+    from tinysam_mobile.validation import THRESHOLDS
+
+    assert [row_target(Row("coreml", f"palettize{bits}")) for bits in (8, 6, 4)] == [0.98, 0.97, None]
+    assert (THRESHOLDS["palettize8"], THRESHOLDS["palettize6"]) == (0.98, 0.97)

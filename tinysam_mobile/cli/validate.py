@@ -45,7 +45,8 @@ def validate(
     Reports embedding cosine and maximum error, the mask IoU distribution (mean, min, 5th percentile;
     every mask of every prompt, at the image's size), its mean per prompt-token count (a prompt's
     points, then 2 box corners or 1 padding point) and the IoU-prediction error. Exits with 1 when the
-    mean mask IoU misses the precision's threshold (fp32 0.995, fp16 0.99, int8 0.98, w8a8 and w8a16 0.95), with 2
+    mean mask IoU misses the precision's threshold (fp32 0.995, fp16 0.99, int8 0.98, w8a8 and w8a16 0.95,
+    palettize8 0.98, palettize6 0.97; others 0.99), with 2
     when the artifacts are missing, modified or do not match the checkpoint.
 
     With --images, each photo's figures are appended to a journal as it finishes (an interrupted run
