@@ -20,13 +20,14 @@ IMAGE_TO_TOKEN_SCOPE = "cross_attn_image_to_token"
 # their inputs' outliers (held-out values up to 4.8x the searched range). A one-off development sweep in
 # PyTorch fake-quant (demo model, 1024, TinySAM PTQ scales, 8 held-out images x 4 prompts, matmul operands
 # float as in CoreML): every conv / linear input int8 0.796, these 27 float 0.974, int8 weights alone 0.983.
-W8A8_FLOAT_INPUTS = re.compile(r"image_encoder\.(patch_embed|layers\.0)\.|\.downsample\.|\.local_conv\.")
+ENCODER_CONV_STAGES = r"image_encoder\.(patch_embed|layers\.0)\.|\.downsample\."  # conv stage, patch merging
+W8A8_FLOAT_INPUTS = re.compile(ENCODER_CONV_STAGES + r"|\.local_conv\.")
 # The layers CoreML palettes below 8 bits keep at 8 bits (3.3% of the palettized weights): the encoder's
 # convolution stage and patch merging. A one-off development sweep (demo model, 1024, 8 held-out images x 4
 # prompts, uniform per-channel weights as a proxy for the palettes, activations float) lost the most there:
 # only the convolution stage at 6 bits 0.942, only patch merging 0.966, every other group >= 0.980; all at 6
 # bits 0.935, all but these 0.969.
-WIDE_PALETTE_LAYERS = re.compile(r"image_encoder\.(patch_embed|layers\.0)\.|\.downsample\.")
+WIDE_PALETTE_LAYERS = re.compile(ENCODER_CONV_STAGES)
 WIDE_PALETTE_BITS = 8
 
 

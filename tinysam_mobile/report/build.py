@@ -13,6 +13,8 @@ from .rows import ROWS, Row
 
 REFERENCE = "torch fp32 (reference)"
 REFERENCE_RECORD = "torch-fp32-reference"
+
+
 def row_target(row: Row) -> Optional[float]:
     """Mean mask IoU the row must reach: validate's threshold for its precision (palettize4: reported only)."""
     from ..validation import THRESHOLDS
