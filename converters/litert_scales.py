@@ -15,7 +15,8 @@ PTQ scale (times |factor| where a BatchNorm was folded: the same integer grid), 
 operand's (min, max) on the tensor the quantizer takes its range from (the op's input followed up
 through reshapes and transposes, which copy their input's range). calibration/export.py decides what
 one per-tensor range cannot hold (twin-uniform, head-wise); that, ranges merged on a tensor several
-ops read, and softmax outputs (the kernel fixes their range) are counted in the report.
+ops read, and softmax outputs (the kernel fixes their range; FlooredSoftmaxAttention's floored weights stay
+int16 with them) are counted in the report.
 `verify` reads the quantized flatbuffer back and checks that every placed scale arrived.
 """
 
@@ -49,6 +50,7 @@ LAYER_OPS = {
 SAME_RANGE_OPS = frozenset({"RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "PAD", "MIRROR_PAD",
                             "GATHER", "GATHER_ND", "BROADCAST_TO", "UNPACK", "SPACE_TO_DEPTH", "MAX_POOL_2D",
                             "AVERAGE_POOL_2D", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REDUCE_MIN"})
+SOFTMAX_FLOOR_OPS = frozenset({"MUL", "REDUCE_MIN", "SUB", "MEAN"})  # FlooredSoftmaxAttention's, after SOFTMAX
 FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOGISTIC", "TANH"})  # int8 output range fixed by the kernel
 
 
@@ -98,6 +100,15 @@ class _Graph:
 
     def shape(self, tensor: int) -> tuple[int, ...]:
         return tuple(int(d) for d in self.subgraph.tensors[tensor].shape)
+
+    def floored_softmax(self, tensor: int) -> bool:
+        """Whether `tensor` holds FlooredSoftmaxAttention's weights: a SOFTMAX's output through its floor ops
+        (int16 with the softmax in the full-integer recipes, so no PTQ int8 range applies)."""
+        floored = False
+        while tensor in self.producer and self.op_names[self.producer[tensor]] in SAME_RANGE_OPS | SOFTMAX_FLOOR_OPS:
+            floored |= self.op_names[self.producer[tensor]] in SOFTMAX_FLOOR_OPS
+            tensor = self.subgraph.operators[self.producer[tensor]].inputs[0]
+        return floored and tensor in self.producer and self.op_names[self.producer[tensor]] == "SOFTMAX"
 
     def range_source(self, tensor: int) -> tuple[int, str]:
         """(the tensor whose calibrated range the quantizer gives `tensor`, the op producing it or '')."""
@@ -228,7 +239,7 @@ def _plan_signature(graph: _Graph, traced: Trace, model: nn.Module, scales: Scal
         ranges = {(m, o): scales.activation_range(m, o) for m, o, _ in readers}
         for m, o, _ in readers:
             report.activations.setdefault((m, o), set()).update(activation_notes(scales, m, o))
-        if graph.range_source(source)[1] in FIXED_RANGE_OPS:
+        if graph.range_source(source)[1] in FIXED_RANGE_OPS or graph.floored_softmax(source):
             for key in ranges:
                 report.activations[key].add("softmax_output_fixed_by_kernel")
             continue
@@ -311,7 +322,8 @@ def verify(quantized: bytes, plan: GraphPlan) -> None:
 
 def wide_softmax_ops(float_model: bytes, max_entries: int) -> list[tuple[str, str]]:
     """(op name, ai-edge-quantizer scope) of every SOFTMAX over more than max_entries values and of the
-    ops carrying its output (reshapes, transposes) to the op reading it (the attention's BATCH_MATMUL)."""
+    ops carrying its output (reshapes, transposes, FlooredSoftmaxAttention's floor) to the ops reading it
+    (the attention's BATCH_MATMUL, the DIV renormalising it)."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
     model = fb.read_model(bytearray(float_model))
@@ -329,7 +341,7 @@ def wide_softmax_ops(float_model: bytes, max_entries: int) -> list[tuple[str, st
             while pending:
                 j = pending.pop()
                 path.append(j)
-                if graph.op_names[j] in SAME_RANGE_OPS:
+                if graph.op_names[j] in SAME_RANGE_OPS | SOFTMAX_FLOOR_OPS:
                     pending += readers.get(graph.subgraph.operators[j].outputs[0], [])
             scopes += [(graph.op_names[j], fb.get_op_scope(graph.subgraph.operators[j], graph.subgraph.tensors))
                        for j in path]

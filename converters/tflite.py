@@ -75,8 +75,9 @@ def _export(converter, path: Path) -> bytes:
 
 def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, progress) -> tuple[bytes, bytes]:
     """(encoder, decoder) float32 flatbuffers at fixed shapes (litert-torch cannot do dynamic ones). The
-    integer precisions' decoder takes the points' Fourier features (FeaturePromptDecoder) and writes its
-    LayerNorms in rsqrt form; the others take the coordinates."""
+    integer precisions' decoder takes the points' Fourier features (FeaturePromptDecoder), writes its
+    LayerNorms in rsqrt form and drops what the int16 softmax kernel floors in the attentions over the image
+    (FlooredSoftmaxAttention); the others take the coordinates."""
     import litert_torch
 
     size = model.config.img_size
@@ -91,7 +92,7 @@ def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, 
             _float_exports[(*key, ENCODER_FILE)] = _export(encoder.convert(), Path(tmp) / ENCODER_FILE)
         if (*key, DECODER_FILE, features) not in _float_exports:
             progress("exporting the decoder (litert-torch)")
-            exported = export_copy(model, rsqrt_decoder_norms=features)
+            exported = export_copy(model, rsqrt_decoder_norms=features, floored_image_softmax=features)
             decoder = (FeaturePromptDecoder if features else PromptDecoder)(exported).eval()
             converter = litert_torch
             for tokens in token_counts(config):

@@ -28,10 +28,13 @@ class Attention(nn.Module):
         q = self._split_heads(self.q_proj(q))
         k = self._split_heads(self.k_proj(k))
         v = self._split_heads(self.v_proj(v))
-        attn = self.qk_matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-        out = self.av_matmul(attn.softmax(dim=-1), v)
+        out = self.attend(self.qk_matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5), v)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def attend(self, logits: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(logits) @ v per head (an exporter may swap in another softmax here)."""
+        return self.av_matmul(logits.softmax(dim=-1), v)
 
 
 class TwoWayAttentionBlock(nn.Module):
