@@ -97,7 +97,8 @@ def header(weights: str, checkpoint_sha256: str, command: str, config: ReportCon
         "Mask IoU compares every mask of every prompt (3 per prompt) at the image's size. CoreML runs through the "
         "project's MIL interpreter on Linux (no latency quoted); LiteRT on XNNPACK, ONNX Runtime on its CPU "
         f"provider: median of {config.latency_runs} runs on {machine}, one process, on a machine shared with "
-        "other jobs (compare rows, not machines).",
+        "other jobs. Rows measured in separate runs (the cache keeps each row's figures) saw different loads: "
+        "compare latencies of rows measured together, never across machines.",
     ]
     if missing:
         lines += ["", "Not measured in this report: " + ", ".join(missing) + "."]
