@@ -1,22 +1,23 @@
-"""TinySAM PTQ scales placed on the observers of a PT2E-prepared graph (ExecuTorch XNNPACK int8, `--scales`).
+"""TinySAM PTQ scales placed on the observers of a PT2E-prepared graph (ExecuTorch XNNPACK w8a8, `--scales`).
 
 Where each module of the scales file is in the graph: the aten conv2d / conv_transpose2d / linear / matmul (bmm)
-node that torch.export recorded as called from that module (`nn_module_stack`). Its weight argument is
-an observer of the weight as prepare_pt2e left it (Conv-BatchNorm pairs folded: each output channel
-times gamma / sqrt(var + eps), found by comparing with the module's weight), its activation arguments
-observers of the input tensors. One observer instance can sit under several names: XNNPACK's quantizer
-shares the qparams of a copy op's input and output (transpose, permute, reshape), so both observers are
-the same module; the plan keys each instance by its first name and `apply` replaces it under all of them
-(replacing one name would give the copy op different input and output qparams, which XNNPACK's static
-transpose refuses when the program loads).
+node that torch.export recorded as called from that module (`nn_module_stack`). The quantizer's filter
+(executorch.quantized_node) leaves the weights of the layers outside the recipe float: those are counted
+(`left_in_float_by_recipe`), not placed. A quantized layer's weight argument is an observer of the weight
+as prepare_pt2e left it (checked to be the module's weight up to a per-channel factor, which a folded
+BatchNorm would bring; the recipe's layers have none), its activation arguments observers of the input
+tensors. One observer instance can sit under several names: XNNPACK's quantizer shares the qparams of a
+copy op's input and output (transpose, permute, reshape), so both observers are the same module; the plan
+keys each instance by its first name and `apply` replaces it under all of them (replacing one name would
+give the copy op different input and output qparams, which XNNPACK's static transpose refuses when the
+program loads).
 
 What is set, after calibration and before convert_pt2e: the weight observer's per-channel min / max, so
-that XNNPACK's symmetric int8 scale (max / 127) is the PTQ scale (times |factor| where a BatchNorm was
-folded: the same integer grid); each activation observer is replaced by a MinMaxObserver of the same
-int8 format holding the module's (min, max), the union where several modules read one tensor. Operands
-the quantizer leaves in float (XNNPACK does not quantize softmax outputs) are counted, not placed.
-`verify` reads the converted graph back: every placed weight's dequantize carries the placed scales,
-every placed activation's the scale and zero point of its range.
+that XNNPACK's symmetric int8 scale (max / 127) is the PTQ scale (times |factor|: the same integer grid);
+each activation observer is replaced by a MinMaxObserver of the same int8 format holding the module's
+(min, max), the union where several modules read one tensor. `verify` reads the converted graph back:
+every placed weight's dequantize carries the placed scales, every placed activation's the scale and zero
+point of its range.
 """
 
 import functools
@@ -98,35 +99,35 @@ def plan_observers(prepared: torch.fx.GraphModule, model: nn.Module, scales: Sca
     for module, node in _layer_nodes(prepared, scales.ops):
         kind, layer = modules[module]
         operands, weight_arg = LAYER_NODES[node.target]
-        if weight_arg is not None:
-            observer = canonical(node.args[weight_arg])
-            if observer is None:
-                raise TinySamError(f"the int8 graph holds the weight of {module!r} unquantized")
-            weight_node = node.args[weight_arg].args[0]
-            observed = functools.reduce(getattr, weight_node.target.split("."), prepared).detach().float().numpy()
-            scale, axis = per_channel_scale(scales, module, layer.weight)
-            if getattr(prepared, observer).ch_axis != axis:
-                raise TinySamError(f"the int8 graph quantizes {module!r} along axis "
-                                   f"{getattr(prepared, observer).ch_axis}, the scales file along {axis}")
-            reference = weight_rows(layer.weight.detach().float().numpy(), axis)
-            # A BatchNorm with gamma 0 (TinyViT initialises MBConv's last one so) folds the weight to zeros
-            factors = (channel_factors(weight_rows(observed, axis), reference) if observed.any()
-                       else np.zeros(len(reference)))
-            if factors is None:
-                raise TinySamError(f"the int8 graph's weight of {module!r} is not the module's weight up to a "
-                                   "per-channel factor")
-            plan.weight_bounds[observer] = (WEIGHT_LEVEL * scale.double().numpy() * np.abs(factors)).astype(np.float32)
-            plan.weight_nodes[(module, weight_arg)] = observer
-            stored = scales.weight_scale(module)
-            report.weights[module] = "per_channel" if stored.numel() in (1, scale.numel()) else "from_block_scales"
-            codes = weight_grid(scales, module, layer.weight)[0]
-            report.clipped_codes[module] = int((codes == -qmax(scales.weight_quantizer(module).bits)).sum())
+        weight_observer = canonical(node.args[weight_arg]) if weight_arg is not None else None
+        if weight_observer is None:
+            # Outside the recipe's layers (quantized_node: layers with weights only). An operand of such a layer
+            # can still pass an observer, its producer's output one (a linear's output feeding a matmul).
+            report.left_float.add(module)
+            continue
+        weight_node = node.args[weight_arg].args[0]
+        observed = functools.reduce(getattr, weight_node.target.split("."), prepared).detach().float().numpy()
+        scale, axis = per_channel_scale(scales, module, layer.weight)
+        if getattr(prepared, weight_observer).ch_axis != axis:
+            raise TinySamError(f"the int8 graph quantizes {module!r} along axis "
+                               f"{getattr(prepared, weight_observer).ch_axis}, the scales file along {axis}")
+        reference = weight_rows(layer.weight.detach().float().numpy(), axis)
+        factors = channel_factors(weight_rows(observed, axis), reference)
+        if factors is None:
+            raise TinySamError(f"the int8 graph's weight of {module!r} is not the module's weight up to a "
+                               "per-channel factor")
+        bound = WEIGHT_LEVEL * scale.double().numpy() * np.abs(factors)
+        plan.weight_bounds[weight_observer] = bound.astype(np.float32)
+        plan.weight_nodes[(module, weight_arg)] = weight_observer
+        stored = scales.weight_scale(module)
+        report.weights[module] = "per_channel" if stored.numel() in (1, scale.numel()) else "from_block_scales"
+        codes = weight_grid(scales, module, layer.weight)[0]
+        report.clipped_codes[module] = int((codes == -qmax(scales.weight_quantizer(module).bits)).sum())
         for index, operand in enumerate(operands):
             notes = activation_notes(scales, module, operand)
             observer = canonical(node.args[index])
             if observer is None:
-                report.activations[(module, operand)] = notes | {"left_in_float_by_quantizer"}
-                continue
+                raise TinySamError(f"the int8 graph holds the {operand} of {module!r} unquantized")
             low, high = scales.activation_range(module, operand)
             if observer in plan.activation_ranges:
                 seen = plan.activation_ranges[observer]

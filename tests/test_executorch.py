@@ -124,7 +124,7 @@ def test_fp32_parity(fp32_dir, small_model, parity_images):
 
 
 def test_int8_quantizes_the_linear_layers_dynamically_and_stays_close(int8_dir, fp32_dir, small_model, parity_images):
-    """int8: per-channel int8 weights of the linear layers and the neck, activations quantized at run time;
+    """int8: per-channel int8 weights of the linear layers, activations quantized at run time;
     XNNPACK takes the window padding (nothing static to refuse), and the masks stay near FP32 PyTorch."""
     manifest = load_manifest(int8_dir)
     assert manifest["precision"] == "int8" and "dynamic" in manifest["quantization"]["method"]
@@ -138,9 +138,9 @@ def test_int8_quantizes_the_linear_layers_dynamically_and_stays_close(int8_dir, 
     assert figures["mask_iou"]["mean"] > 0.9
 
 
-def test_int8_leaves_convolutions_and_image_to_token_attention_float(small_model):
-    """Which nodes int8 hands to the dynamic quantizer: every linear layer but the decoder's image-to-token
-    attention's, and of the convolutions only the encoder neck's."""
+def test_quantized_layers_leave_convolutions_and_image_to_token_attention_float(small_model):
+    """Which nodes int8 and w8a8 hand to the quantizer: every linear layer but the decoder's image-to-token
+    attention's, and for w8a8 of the convolutions only the encoder neck's."""
     from tinysam_mobile.converters.export_modules import PixelEncoder, PromptDecoder, decoder_sample_inputs, export_copy
 
     model = export_copy(small_model, bmm_encoder_matmuls=True)
@@ -148,24 +148,50 @@ def test_int8_leaves_convolutions_and_image_to_token_attention_float(small_model
     decoder = torch.export.export(PromptDecoder(model).eval(), (), kwargs=decoder_sample_inputs(256, 2, 3))
     convolution, linear = torch.ops.aten.conv2d.default, torch.ops.aten.linear.default
     encoder_convs = [n for n in encoder.graph.nodes if n.target == convolution]
-    chosen_convs = [n for n in encoder_convs if et_target.int8_node(n)]
-    assert len(chosen_convs) == 2 and len(encoder_convs) > 10  # the neck's 1x1 and 3x3 of many
-    decoder_linears = [n for n in decoder.graph.nodes if n.target == linear]
-    left_float = [n for n in decoder_linears if not et_target.int8_node(n)]
-    depth = len(small_model.mask_decoder.transformer.layers)
-    assert len(left_float) == 4 * depth  # q, k, v and out projections of each layer's image-to-token attention
-    assert all("cross_attn_image_to_token" in et_target.module_path(n) for n in left_float)
-    assert all(et_target.int8_node(n) for n in encoder.graph.nodes if n.target == linear)
+    chosen_convs = [et_target.module_path(n) for n in encoder_convs if et_target.quantized_node(n, "w8a8")]
+    assert chosen_convs == ["image_encoder.neck.0", "image_encoder.neck.2"] and len(encoder_convs) > 10
+    assert not any(et_target.quantized_node(n, "int8") for n in encoder_convs)
+    for precision in ("int8", "w8a8"):
+        decoder_linears = [n for n in decoder.graph.nodes if n.target == linear]
+        left_float = [n for n in decoder_linears if not et_target.quantized_node(n, precision)]
+        depth = len(small_model.mask_decoder.transformer.layers)
+        assert len(left_float) == 4 * depth  # q, k, v and out projections of each layer's image-to-token attention
+        assert all("cross_attn_image_to_token" in et_target.module_path(n) for n in left_float)
+        assert all(et_target.quantized_node(n, precision) for n in encoder.graph.nodes if n.target == linear)
 
 
-def test_w8a8_is_quantized_and_close(w8a8_dir, fp32_dir, small_model, parity_images):
-    """PT2E static int8 activations: quantized weights shrink both programs, and the masks stay near FP32
-    PyTorch."""
+@pytest.mark.parametrize("precision", ["int8", "w8a8"])
+def test_quantizer_takes_exactly_the_chosen_layers(small_model, precision):
+    """The quantizer's filter also sees each convolution's weight and bias nodes: the prepared encoder
+    observes the weight of every layer quantized_node chooses (w8a8: the neck's convolutions included) and
+    of no other."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from tinysam_mobile.converters.export_modules import PixelEncoder, export_copy
+
+    model = export_copy(small_model, bmm_encoder_matmuls=True)
+    sample = {"image": torch.rand(1, 256, 256, 3) * 255}
+    encoder = torch.export.export(PixelEncoder(model).eval(), (), kwargs=sample).module()
+    layers = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
+    chosen = {et_target.module_path(n) for n in encoder.graph.nodes
+              if n.target in layers and et_target.quantized_node(n, precision)}
+    prepared = prepare_pt2e(encoder, et_target._quantizer(precision))
+    observed = {et_target.module_path(n) for n in prepared.graph.nodes
+                if n.target in layers and n.args[1].op == "call_module"}
+    assert ({"image_encoder.neck.0", "image_encoder.neck.2"} <= chosen) == (precision == "w8a8")
+    assert observed == chosen
+
+
+def test_w8a8_quantizes_the_linear_layers_and_neck_statically_and_stays_close(w8a8_dir, fp32_dir, small_model,
+                                                                              parity_images):
+    """PT2E static int8 activations on the linear layers and the neck: the programs shrink, and the masks
+    stay near FP32 PyTorch."""
     manifest = load_manifest(w8a8_dir)
     assert manifest["precision"] == "w8a8" and "static" in manifest["quantization"]["method"]
+    assert "neck's convolutions" in manifest["quantization"]["quantized"]
     sizes = {r["role"]: r["size_bytes"] for r in load_manifest(fp32_dir)["artifacts"]}
     for record in manifest["artifacts"]:
-        assert record["size_bytes"] < 0.5 * sizes[record["role"]], record["role"]
+        assert record["size_bytes"] < 0.6 * sizes[record["role"]], record["role"]
     outside = manifest["artifacts"][0]["methods"]["encode"]["outside_delegate"]
     assert outside["aten_constant_pad_nd_default"] > 0  # XNNPACK refuses the quantized window padding at load
     figures = measure_parity(ExecuTorchRunner(w8a8_dir), TorchRunner(small_model), parity_images,
@@ -269,17 +295,20 @@ def ptq_encoder(small_model):
     return graph, report, scales
 
 
-def test_ptq_weight_scales_carry_the_folded_batchnorm(ptq_encoder, small_model):
-    """prepare_pt2e folds each Conv-BatchNorm pair: the int8 weight's scale is the PTQ scale times
-    |gamma / sqrt(var + eps)| per channel, so the integer codes are TinySAM's."""
+def test_ptq_weight_scales_are_tinysams(ptq_encoder, small_model):
+    """The int8 weight's scale is the PTQ scale: per output channel for the neck's convolution, the one
+    per-layer scale on every channel for a linear layer (XNNPACK's per-channel grid holding it)."""
     graph, report, scales = ptq_encoder
-    conv_bn = small_model.image_encoder.patch_embed.seq[0]  # Conv2d_BN: c, bn
-    bn = conv_bn.bn
-    fold = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).abs().detach().numpy()
-    ptq = (0.8 * conv_bn.c.weight.abs().amax(dim=(1, 2, 3)) / 127).detach().numpy()
-    (node,) = _nodes_of(graph, "image_encoder.patch_embed.seq.0.c", torch.ops.aten.conv2d.default)
-    np.testing.assert_allclose(_dequantize_scale(graph, node, 1), ptq * fold, rtol=1e-5)
-    assert report.weights["image_encoder.patch_embed.seq.0.c"] == "per_channel"
+    conv = small_model.image_encoder.neck[0]
+    (node,) = _nodes_of(graph, "image_encoder.neck.0", torch.ops.aten.conv2d.default)
+    want = (0.8 * conv.weight.abs().amax(dim=(1, 2, 3)) / 127).detach().numpy()
+    np.testing.assert_allclose(_dequantize_scale(graph, node, 1), want, rtol=1e-5)
+    fc1 = small_model.image_encoder.layers[1].blocks[0].mlp.fc1
+    (node,) = _nodes_of(graph, "image_encoder.layers.1.blocks.0.mlp.fc1", torch.ops.aten.linear.default)
+    want = float(0.8 * fc1.weight.abs().max() / 127)
+    np.testing.assert_allclose(_dequantize_scale(graph, node, 1), np.full(fc1.out_features, want), rtol=1e-5)
+    assert report.weights["image_encoder.neck.0"] == report.weights["image_encoder.layers.1.blocks.0.mlp.fc1"] \
+        == "per_channel"
 
 
 def test_ptq_activation_ranges_set_the_input_scales(ptq_encoder):
@@ -318,13 +347,41 @@ def test_ptq_w8a8_encoder_loads_and_runs_in_xnnpack(small_model, small_calibrati
 
 
 def test_ptq_scales_report_every_encoder_op(ptq_encoder, small_model):
+    """Every encoder entry is placed (the linear layers and the neck's convolutions) or counted as kept
+    float by the recipe (the other convolutions, the attention matmuls)."""
     from tinysam_mobile.calibration.capture import quantizable_ops
 
     _, report, _ = ptq_encoder
-    encoder_ops = {name for name in quantizable_ops(small_model) if name.startswith("image_encoder.")}
-    assert {m for m, _ in report.activations} == encoder_ops
-    layers = {name for name in encoder_ops if not name.endswith("_matmul")}
-    assert set(report.weights) == layers
+    encoder_ops = {name: kind for name, (kind, _) in quantizable_ops(small_model).items()
+                   if name.startswith("image_encoder.")}
+    quantized = {name for name, kind in encoder_ops.items()
+                 if kind == "linear" or name.startswith("image_encoder.neck.")}
+    assert {m for m, _ in report.activations} == set(report.weights) == quantized
+    assert report.left_float == set(encoder_ops) - quantized
+    assert report.summary()["left_in_float_by_recipe"] == len(encoder_ops) - len(quantized) > 30
+
+
+def test_ptq_scales_report_every_decoder_op(small_model):
+    """In the decoder a linear layer's output observer reaches the attention matmul's value operand: the
+    matmul (no weight, outside the recipe) is still counted as kept float, like the convolutions and the
+    image-to-token attention's projections; every other linear layer is placed."""
+    from tinysam_mobile.calibration.capture import quantizable_ops
+    from tinysam_mobile.converters.export_modules import PromptDecoder, decoder_sample_inputs, export_copy
+    from tinysam_mobile.converters.ptq_placement import ScalesReport
+
+    scales = predictable_scales(small_model)
+    report = ScalesReport("ExecuTorch")
+    decoder = PromptDecoder(export_copy(small_model)).eval()
+    sample = decoder_sample_inputs(256, 1, 2)
+    with torch.no_grad():
+        et_target._quantized(decoder, sample, None, [sample], "w8a8", (small_model, scales, report))
+    decoder_ops = {name: kind for name, (kind, _) in quantizable_ops(small_model).items()
+                   if name.startswith(("mask_decoder.", "prompt_encoder."))}
+    quantized = {name for name, kind in decoder_ops.items()
+                 if kind == "linear" and "cross_attn_image_to_token" not in name}
+    assert set(report.weights) == quantized
+    assert report.left_float == set(decoder_ops) - quantized  # convolutions, matmuls, image-to-token attention
+    assert any("av_matmul" in name for name in report.left_float)
 
 
 def test_ptq_scales_refused_for_other_precisions_and_checkpoints(small_model, tmp_path):
