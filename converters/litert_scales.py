@@ -1,23 +1,21 @@
 """TinySAM PTQ scales (named by PyTorch module) placed on a LiteRT float graph before w8a8 quantization.
 
-Where each module of the scales file is in the graph:
-- conv / deconv / linear: the CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV or FULLY_CONNECTED op whose
-  constant weight equals the module's weight channel by channel up to a factor (litert-torch folds a
-  Conv-BN pair's BatchNorm into the conv: each output channel times gamma / sqrt(var + eps));
-- matmul: the BATCH_MATMUL ops of two activations, in the order PyTorch runs the MatMul modules (all
-  lie on one chain of data dependencies, so the order is fixed), batch, M, K and N checked;
-- a module missing from the graph must be one whose output does not depend on the inputs or does not
-  reach the outputs (the converter folded it away: e.g. TinyViT's MBConv branches whose last BatchNorm
-  weight is zero, as in freshly initialised weights); any other missing module is an error.
+Where each module of the scales file is in the graph: the CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV or
+FULLY_CONNECTED op whose constant weight equals the module's weight channel by channel up to a factor
+(litert-torch folds a Conv-BN pair's BatchNorm into the conv: each output channel times gamma /
+sqrt(var + eps)). A module missing from the graph must be one whose output does not depend on the inputs
+or does not reach the outputs (the converter folded it away: e.g. TinyViT's MBConv branches whose last
+BatchNorm weight is zero, as in freshly initialised weights); any other missing module is an error.
 
 What is set: each weight's per-channel min/max, so that ai-edge-quantizer's scale (max / 127) is the
-PTQ scale (times |factor| where a BatchNorm was folded: the same integer grid), and each activation
-operand's (min, max) on the tensor the quantizer takes its range from (the op's input followed up
-through reshapes and transposes, which copy their input's range). calibration/export.py decides what
-one per-tensor range cannot hold (twin-uniform, head-wise); that, ranges merged on a tensor several
-ops read, and softmax outputs (the kernel fixes their range; FlooredSoftmaxAttention's floored weights stay
-int16 with them) are counted in the report.
-`verify` reads the quantized flatbuffer back and checks that every placed scale arrived.
+PTQ scale (times |factor| where a BatchNorm was folded: the same integer grid), and the input range of
+each op the recipe gives int8 inputs (w8a8: the encoder's fully-connected layers), on the tensor the
+quantizer takes its range from (the op's input followed up through reshapes and transposes, which copy
+their input's range). Every other activation is int16 in the recipe: those entries, the matmuls' among
+them, keep their calibrated ranges and are counted as such. calibration/export.py decides what one
+per-tensor range cannot hold (twin-uniform, head-wise); that and ranges merged on a tensor several ops
+read are counted in the report. `verify` reads the quantized flatbuffer back and checks that every placed
+scale arrived.
 """
 
 import contextlib
@@ -50,8 +48,8 @@ LAYER_OPS = {
 SAME_RANGE_OPS = frozenset({"RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "PAD", "MIRROR_PAD",
                             "GATHER", "GATHER_ND", "BROADCAST_TO", "UNPACK", "SPACE_TO_DEPTH", "MAX_POOL_2D",
                             "AVERAGE_POOL_2D", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REDUCE_MIN"})
-SOFTMAX_FLOOR_OPS = frozenset({"MUL", "REDUCE_MIN", "SUB", "MEAN"})  # FlooredSoftmaxAttention's, after SOFTMAX
-FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOGISTIC", "TANH"})  # int8 output range fixed by the kernel
+# ai-edge-quantizer's name of the int8 copy it makes of an int16 tensor that an int8 op reads
+REQUANTIZED_SUFFIX = "_quantized"
 
 
 @dataclass
@@ -101,15 +99,6 @@ class _Graph:
     def shape(self, tensor: int) -> tuple[int, ...]:
         return tuple(int(d) for d in self.subgraph.tensors[tensor].shape)
 
-    def floored_softmax(self, tensor: int) -> bool:
-        """Whether `tensor` holds FlooredSoftmaxAttention's weights: a SOFTMAX's output through its floor ops
-        (int16 with the softmax in the full-integer recipes, so no PTQ int8 range applies)."""
-        floored = False
-        while tensor in self.producer and self.op_names[self.producer[tensor]] in SAME_RANGE_OPS | SOFTMAX_FLOOR_OPS:
-            floored |= self.op_names[self.producer[tensor]] in SOFTMAX_FLOOR_OPS
-            tensor = self.subgraph.operators[self.producer[tensor]].inputs[0]
-        return floored and tensor in self.producer and self.op_names[self.producer[tensor]] == "SOFTMAX"
-
     def range_source(self, tensor: int) -> tuple[int, str]:
         """(the tensor whose calibrated range the quantizer gives `tensor`, the op producing it or '')."""
         while tensor in self.producer and self.op_names[self.producer[tensor]] in SAME_RANGE_OPS:
@@ -119,22 +108,20 @@ class _Graph:
 
 @dataclass
 class Trace:
-    """PyTorch's view of one signature: quantizable modules in call order, operand shapes, folded ones."""
+    """PyTorch's view of one signature: quantizable modules in call order, folded ones."""
 
     calls: list[str]
-    shapes: dict[str, list[tuple[int, ...]]]
     folded: set[str]
 
 
 def trace(wrapper: nn.Module, inputs: dict[str, torch.Tensor]) -> Trace:
     """Run the exported wrapper once with hooks on every conv / linear / matmul. A module whose output
     does not depend on the inputs or gets a zero gradient is one the converter can fold to a constant."""
-    calls, shapes, outputs, handles = [], {}, [], []
+    calls, outputs, handles = [], [], []
 
     def hook(name: str) -> Callable:
         def record(module, args, output) -> None:
             calls.append(name)
-            shapes[name] = [tuple(a.shape) for a in args]
             outputs.append(output)
         return record
 
@@ -152,7 +139,7 @@ def trace(wrapper: nn.Module, inputs: dict[str, torch.Tensor]) -> Trace:
         for handle in handles:
             handle.remove()
     folded = {name for name, o in zip(calls, outputs) if grads.get(id(o)) is None or not bool(grads[id(o)].any())}
-    return Trace(calls, shapes, folded)
+    return Trace(calls, folded)
 
 
 def _place_layers(graph: _Graph, references: dict) -> dict[str, list[tuple[int, np.ndarray]]]:
@@ -176,45 +163,21 @@ def _place_layers(graph: _Graph, references: dict) -> dict[str, list[tuple[int, 
     return placed
 
 
-def _mkn(a: tuple, b: tuple, adj_a: bool = False, adj_b: bool = False) -> tuple[int, int, int, int]:
-    """(batch, M, K, N) of a @ b, operands optionally transposed."""
-    m, k = (a[-1], a[-2]) if adj_a else (a[-2], a[-1])
-    return int(np.prod(a[:-2], dtype=np.int64)), int(m), int(k), int(b[-2] if adj_b else b[-1])
-
-
-def _place_matmuls(graph: _Graph, calls: list[str], traced: Trace) -> dict[str, int]:
-    """{MatMul module: op index}, pairing PyTorch's calls with the activation BATCH_MATMULs in order."""
-    ops = [i for i, (op, kind) in enumerate(zip(graph.subgraph.operators, graph.op_names))
-           if kind == "BATCH_MATMUL" and all(graph.data(t) is None for t in op.inputs[:2])]
-    if len(calls) != len(ops):
-        raise TinySamError(f"cannot place the scales file's matmuls: PyTorch runs {len(calls)}, the LiteRT "
-                           f"graph has {len(ops)} BATCH_MATMUL ops of two activations")
-    for name, i in zip(calls, ops):
-        op = graph.subgraph.operators[i]
-        options = op.builtinOptions
-        got = _mkn(graph.shape(op.inputs[0]), graph.shape(op.inputs[1]),
-                   bool(getattr(options, "adjX", False)), bool(getattr(options, "adjY", False)))
-        want = _mkn(*traced.shapes[name])
-        if got != want:
-            raise TinySamError(f"cannot place {name}: PyTorch multiplies (batch, M, K, N) = {want}, the "
-                               f"LiteRT op in its place {got}")
-    return dict(zip(calls, ops))
-
-
 def _plan_signature(graph: _Graph, traced: Trace, model: nn.Module, scales: ScalesFile, plan: GraphPlan,
-                    report: ScalesReport, references: dict) -> None:
+                    report: ScalesReport, references: dict, int8_inputs: frozenset) -> None:
     modules = quantizable_ops(model)
     ran = [n for n in dict.fromkeys(traced.calls) if n in scales.ops]
     layers = _place_layers(graph, references)
-    matmul_calls = [n for n in traced.calls if n in scales.ops and modules[n][0] == "matmul" and n not in traced.folded]
-    matmuls = _place_matmuls(graph, matmul_calls, traced)
+    matmuls = [n for n in ran if modules[n][0] == "matmul" and n not in traced.folded]
     missing = [n for n in ran if n not in layers and n not in matmuls and n not in traced.folded]
     if missing:
         raise TinySamError(f"cannot place {len(missing)} scales file entries in the LiteRT graph (no op with "
                            f"their weights): {', '.join(missing[:5])}")
-    report.folded |= {n for n in ran if n in traced.folded and n not in layers and n not in matmuls}
+    report.folded |= {n for n in ran if n in traced.folded and n not in layers}
+    # BATCH_MATMUL of two activations: int16 operands in every full-integer recipe
+    report.activations_16_bit |= {(n, operand) for n in matmuls for operand in ("a", "b")}
 
-    sources: dict[int, list[tuple[str, str, int]]] = {}  # range-giving tensor -> [(module, operand, op input)]
+    sources: dict[int, list[tuple[str, int]]] = {}  # range-giving tensor -> [(module, op input)]
     for name, places in layers.items():
         weight = modules[name][1].weight.detach()
         scale = per_channel_scale(scales, name, weight)[0].double().numpy()
@@ -229,26 +192,22 @@ def _plan_signature(graph: _Graph, traced: Trace, model: nn.Module, scales: Scal
             folded_scale = np.where(factors != 0, scale * np.abs(factors), scale)
             tensor = op.inputs[weight_input]
             plan.weight_scales[graph.name(tensor)] = (folded_scale, axis, len(graph.shape(tensor)))
-            sources.setdefault(graph.range_source(op.inputs[activation_input])[0], []).append(
-                (name, "input", op.inputs[activation_input]))
-    for name, i in matmuls.items():
-        for operand, tensor in zip(("a", "b"), graph.subgraph.operators[i].inputs[:2]):
-            sources.setdefault(graph.range_source(tensor)[0], []).append((name, operand, tensor))
+            if graph.op_names[i] in int8_inputs:
+                sources.setdefault(graph.range_source(op.inputs[activation_input])[0], []).append(
+                    (name, op.inputs[activation_input]))
+            else:
+                report.activations_16_bit.add((name, "input"))
 
     for source, readers in sources.items():
-        ranges = {(m, o): scales.activation_range(m, o) for m, o, _ in readers}
-        for m, o, _ in readers:
-            report.activations.setdefault((m, o), set()).update(activation_notes(scales, m, o))
-        if graph.range_source(source)[1] in FIXED_RANGE_OPS or graph.floored_softmax(source):
-            for key in ranges:
-                report.activations[key].add("softmax_output_fixed_by_kernel")
-            continue
+        ranges = {m: scales.activation_range(m, "input") for m, _ in readers}
+        for m in ranges:
+            report.activations.setdefault((m, "input"), set()).update(activation_notes(scales, m, "input"))
         if len(set(ranges.values())) > 1:
-            for key in ranges:
-                report.activations[key].add("merged_on_shared_tensor")
+            for m in ranges:
+                report.activations[(m, "input")].add("merged_on_shared_tensor")
         low, high = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
         plan.activation_ranges[graph.name(source)] = (low, high)
-        for _, _, tensor in readers:
+        for _, tensor in readers:
             plan.input_checks[graph.name(tensor)] = graph.name(source)
 
 
@@ -268,8 +227,9 @@ def _text(value: "str | bytes") -> str:
 
 
 def plan_graph(float_model: bytes, wrapper: nn.Module, scales: ScalesFile, img_size: int,
-               report: ScalesReport) -> GraphPlan:
-    """The plan for one flatbuffer, every signature of it running `wrapper`."""
+               report: ScalesReport, int8_inputs: frozenset) -> GraphPlan:
+    """The plan for one flatbuffer, every signature of it running `wrapper`; int8_inputs: the layer ops
+    (LAYER_OPS) whose input the recipe quantizes to int8, the others' inputs being int16."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
     model = fb.read_model(bytearray(float_model))
@@ -282,7 +242,7 @@ def plan_graph(float_model: bytes, wrapper: nn.Module, scales: ScalesFile, img_s
     for signature in model.signatureDefs:
         graph = _Graph(model, signature.subgraphIndex)
         traced = trace(wrapper, _trace_inputs(graph, signature, img_size))
-        _plan_signature(graph, traced, wrapper, scales, plan, report, references)
+        _plan_signature(graph, traced, wrapper, scales, plan, report, references, int8_inputs)
     return plan
 
 
@@ -309,43 +269,26 @@ def verify(quantized: bytes, plan: GraphPlan) -> None:
             raise TinySamError(f"LiteRT quantization left {name!r} without integer parameters")
         return found
 
+    def int8_quantization(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The int8 tensors an op reads as `name`: the tensor itself, or the quantizer's int8 copy of it
+        where an int16 op produces it."""
+        int8 = fb.TENSOR_TYPE_TO_CODE["INT8"]
+        found = [(np.asarray(t.quantization.scale), np.asarray(t.quantization.zeroPoint))
+                 for n in (name, name + REQUANTIZED_SUFFIX) for t in tensors.get(n, [])
+                 if t.type == int8 and t.quantization is not None and t.quantization.scale is not None]
+        if not found:
+            raise TinySamError(f"LiteRT quantization left no int8 tensor for the op input {name!r}")
+        return found
+
     for name, (scale, _, _) in plan.weight_scales.items():
         for got, _ in quantization(name):
             if got.shape != scale.shape or not np.allclose(got, scale, rtol=SCALE_TOLERANCE, atol=0):
                 raise TinySamError(f"the int8 weight scales of {name!r} are not the PTQ scales")
     for name, source in plan.input_checks.items():
         want_scale, want_zero = activation_params(*plan.activation_ranges[source])
-        for got_scale, got_zero in quantization(name):
+        for got_scale, got_zero in int8_quantization(name):
             if not (np.allclose(got_scale, want_scale, rtol=SCALE_TOLERANCE, atol=0) and np.all(got_zero == want_zero)):
                 raise TinySamError(f"the quantized range of {name!r} is not the PTQ range")
-
-
-def wide_softmax_ops(float_model: bytes, max_entries: int) -> list[tuple[str, str]]:
-    """(op name, ai-edge-quantizer scope) of every SOFTMAX over more than max_entries values and of the
-    ops carrying its output (reshapes, transposes, FlooredSoftmaxAttention's floor) to the ops reading it
-    (the attention's BATCH_MATMUL, the DIV renormalising it)."""
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
-
-    model = fb.read_model(bytearray(float_model))
-    scopes = []
-    for index in range(len(model.subgraphs)):
-        graph = _Graph(model, index)
-        readers: dict[int, list[int]] = {}
-        for i, op in enumerate(graph.subgraph.operators):
-            for tensor in op.inputs:
-                readers.setdefault(tensor, []).append(i)
-        for i, (op, kind) in enumerate(zip(graph.subgraph.operators, graph.op_names)):
-            if kind != "SOFTMAX" or graph.shape(op.inputs[0])[-1] <= max_entries:
-                continue
-            path, pending = [i], list(readers.get(op.outputs[0], []))
-            while pending:
-                j = pending.pop()
-                path.append(j)
-                if graph.op_names[j] in SAME_RANGE_OPS | SOFTMAX_FLOOR_OPS:
-                    pending += readers.get(graph.subgraph.operators[j].outputs[0], [])
-            scopes += [(graph.op_names[j], fb.get_op_scope(graph.subgraph.operators[j], graph.subgraph.tensors))
-                       for j in path]
-    return scopes
 
 
 class _SharedBufferRewrites(logging.Filter):

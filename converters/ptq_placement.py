@@ -17,8 +17,7 @@ from .manifest import path_sha256
 WEIGHT_LEVEL = 127  # int8 weights are symmetric with codes -127..127 (LiteRT, XNNPACK): scale = max / 127
 MATCH_TOLERANCE = 1e-5  # relative residual of a converted weight channel against factor * PyTorch channel
 SCALE_TOLERANCE = 1e-5  # relative, float32 storage of the scales read back
-ACTIVATION_NOTES = ("twin_uniform_as_one_range", "head_wise_as_one_range", "merged_on_shared_tensor",
-                    "softmax_output_fixed_by_kernel")
+ACTIVATION_NOTES = ("twin_uniform_as_one_range", "head_wise_as_one_range", "merged_on_shared_tensor")
 
 
 def check_entries(model: nn.Module, scales: ScalesFile, target: str) -> None:
@@ -69,6 +68,8 @@ class ScalesReport:
     activations: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (module, operand) -> notes
     folded: set[str] = field(default_factory=set)
     left_float: set[str] = field(default_factory=set)  # modules outside the layers the recipe quantizes
+    # (module, operand) whose activation the recipe holds in 16 bits (LiteRT w8a8): calibrated range kept
+    activations_16_bit: set[tuple[str, str]] = field(default_factory=set)
 
     def summary(self) -> dict[str, Any]:
         notes = [n for v in self.activations.values() for n in v]
@@ -82,12 +83,14 @@ class ScalesReport:
                             **{note: notes.count(note) for note in ACTIVATION_NOTES}},
             "folded_by_converter": sorted(self.folded),
             **({"left_in_float_by_recipe": len(self.left_float)} if self.left_float else {}),
+            **({"activations_16_bit_by_recipe": len(self.activations_16_bit)} if self.activations_16_bit else {}),
         }
 
     def check_complete(self, scales: ScalesFile) -> None:
-        """Every entry placed in some graph, folded away by the converter or kept float by the recipe; else an
-        error naming them."""
-        placed = set(self.weights) | {module for module, _ in self.activations} | self.folded | self.left_float
+        """Every entry placed in some graph, folded away by the converter, or kept float or 16-bit by the
+        recipe; else an error naming them."""
+        placed = (set(self.weights) | {module for module, _ in [*self.activations, *self.activations_16_bit]}
+                  | self.folded | self.left_float)
         unplaced = [name for name in scales.ops if name not in placed]
         if unplaced:
             raise TinySamError(f"cannot place {len(unplaced)} scales file entries in the {self.target} graphs: "

@@ -7,13 +7,15 @@ token would change the masks) and 'decode_batch' (config.everything_batch prompt
 everything mode). Precisions:
 fp32; fp16 (weights stored as float16); int8 (dynamic range: int8 weights, float activations; the
 convolutions but the neck's keep float weights);
-w8a8 (every op integer, int8 inputs and outputs, activation ranges calibrated on real photos and
-generated scenes, then checked op by op; int16 where a softmax spans the image; the decoder takes the
-points' Fourier features from the app, as sin / cos have no integer kernels; with --scales, TinySAM
-PTQ weight grids and activation ranges, see litert_scales); w8a16 (as w8a8 with every activation
-int16, TFLite's 16x8 quantization mode); int8-xnnpack (static int8 for XNNPACK's integer kernels: the
-encoder's fully-connected layers and neck convolution calibrated int8 like w8a8, everything else float,
-all of it one XNNPACK partition; the decoder as int8).
+w8a8 (every op integer, int8 weights; int8 activations at the inputs of the encoder's fully-connected
+layers, where TinySAM's W8A8 quantizes the transformer's activations, int16 everywhere else: one int8 grid
+per tensor on the residual stream, the LayerNorms or the convolution stages loses the masks; activation
+ranges calibrated on real photos and generated scenes; the decoder takes the points' Fourier features
+from the app, as sin / cos have no integer kernels; with --scales, TinySAM PTQ weight grids and the
+fully-connected inputs' ranges, see litert_scales); w8a16 (as w8a8 with the fully-connected inputs int16
+too: every activation int16, TFLite's 16x8 quantization mode); int8-xnnpack (static int8 for XNNPACK's
+integer kernels: the encoder's fully-connected layers and neck convolution calibrated int8, everything
+else float, all of it one XNNPACK partition; the decoder as int8).
 """
 
 import tempfile
@@ -35,21 +37,31 @@ from .manifest import artifact_record, prompt_tokens, write_manifest
 from .ptq_placement import ScalesReport, check_entries, manifest_record
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "w8a16", "int8-xnnpack")
-ACTIVATION_BITS = {"w8a8": 8, "w8a16": 16}  # the full-integer precisions
+# The full-integer precisions, by the activation bits at the encoder's fully-connected inputs; every other
+# activation is int16 (symmetric, zero point 0). A one-off sweep of the demo model (one op group's
+# activations int16 at a time, docs/runtimes-and-benchmarks.md) kept 0.977 mask IoU with only those inputs
+# int8 and 0.633-0.841 with int8 on other groups too; the decoder's image softmax needs int16 as well.
+FC_INPUT_BITS = {"w8a8": 8, "w8a16": 16}
 ENCODER_FILE = "encoder.tflite"
 DECODER_FILE = "decoder.tflite"
 GPU_REPORT_FILE = "gpu_compatibility.txt"
 ENCODER_SIGNATURE = "encode"
-# Fixed input ranges by activation bits, so that what the app feeds is held exactly. int8 (asymmetric):
-# pixels at scale 1; int16 (symmetric, zero point 0): pixels at scale 1/128.
-PIXEL_RANGES = {8: (0.0, 255.0), 16: (-32767 / 128, 32767 / 128)}
-# Scale 1/2, zero point 0: every point label (-1..3) exact. The prompt encoder tests labels with EQUAL; on
-# the calibrated range [-1, 3] (scale 4/255, zero point -64) only 0 was exact, so every padding, positive
-# and box-corner test failed. (Scale 1 would do too, but LiteRT's int8 EQUAL aborts on a scale >= 1.)
-LABEL_RANGES = {8: (-64.0, 63.5), 16: (-32767 / 2, 32767 / 2)}
+# Fixed int16 input ranges, so that what the app feeds is held exactly: pixels at scale 1/128, point labels
+# (-1..3) at scale 1/2. The prompt encoder tests labels with EQUAL; a calibrated range [-1, 3] held only 0
+# exactly, and every padding, positive and box-corner test failed.
+PIXEL_RANGE = (-32767 / 128, 32767 / 128)
+LABEL_RANGE = (-32767 / 2, 32767 / 2)
 # has_mask_input is a 0/1 flag: calibrated, the everything-mode signature (never given a mask prompt)
 # saw only 0 and its scale collapsed to 4e-12, so a 1 would have read as 0.
 HAS_MASK_RANGE = (0.0, 1.0)
+# The manifest's account of the full-integer precisions (ai-edge-quantizer, calibrated min/max ranges).
+QUANTIZATION_METHODS = {
+    "w8a8": {"weights": "int8, per output channel, symmetric",
+             "activations": "int8 per tensor at the inputs (and outputs) of the encoder's fully-connected layers; "
+                            "int16 per tensor, symmetric, everywhere else (TFLite's 16x8 kernels)"},
+    "w8a16": {"weights": "int8, per output channel, symmetric",
+              "activations": "int16 per tensor, symmetric, everywhere (TFLite's 16x8 kernels)"},
+}
 
 FP16_RECIPE = [{
     "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
@@ -57,7 +69,6 @@ FP16_RECIPE = [{
                   "compute_precision": "FLOAT", "explicit_dequantize": True},
 }]
 
-WIDE_SOFTMAX = 128  # entries above which an int8 softmax (output step 1/256) cannot hold a spread-out row
 MAX_XNNPACK_PASSES = 4  # quantize, move what XNNPACK still leaves to LiteRT to float, until nothing new
 
 def decoder_signatures(config: ConvertConfig) -> list[str]:
@@ -81,7 +92,7 @@ def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, 
     import litert_torch
 
     size = model.config.img_size
-    features = config.precision in ACTIVATION_BITS
+    features = config.precision in FC_INPUT_BITS
     key = (checkpoint_sha256, size, config.max_tokens, config.everything_batch)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         if (*key, ENCODER_FILE) not in _float_exports:
@@ -146,26 +157,22 @@ def int8_recipe() -> list:
     return recipe.dynamic_wi8_afp32() + [_float_rule(regex, op) for regex, op in INT8_FLOAT_OPS]
 
 
-def full_integer_recipe(float_model: bytes, activation_bits: int = 8) -> list:
-    """static_wi8_ai8, except 16-bit activations (int16 x int8 kernels) for each softmax over more than
-    WIDE_SOFTMAX entries and the ops carrying its output to its matmul. LiteRT's int8 softmax output has a
-    fixed step of 1/256: in the decoder's token-to-image attentions (4096 image positions) every weight of
-    a spread-out row rounds to 0 and the attention returns its bias only. activation_bits 16: every
-    activation int16 (static_wi8_ai16, TFLite's 16x8 kernels)."""
-    import re
-
+def full_integer_recipe(fc_input_bits: int) -> list:
+    """static_wi8_ai16 (TFLite's 16x8 kernels: int16 activations, int8 weights), with fc_input_bits-bit
+    activations at every FULLY_CONNECTED op (ai-edge-quantizer requantizes between the two widths). int16
+    holds the decoder's softmax over the 4,096 image positions, whose int8 output (step 1/256) rounds every
+    weight of a spread-out row to 0."""
     from ai_edge_quantizer import recipe_manager
 
     manager = recipe_manager.RecipeManager()
-    manager.add_static_config(".*", "*", activation_num_bits=activation_bits, weight_num_bits=8)
-    wide_softmax = litert_scales.wide_softmax_ops(float_model, WIDE_SOFTMAX) if activation_bits == 8 else []
-    for op_name, scope in wide_softmax:
-        manager.add_static_config(f"^{re.escape(scope)}$", op_name, activation_num_bits=16, weight_num_bits=8)
+    manager.add_static_config(".*", "*", activation_num_bits=16, weight_num_bits=8)
+    if fc_input_bits != 16:
+        manager.add_static_config(".*", "FULLY_CONNECTED", activation_num_bits=fc_input_bits, weight_num_bits=8)
     return manager.get_quantization_recipe()
 
 
-def quantize_full_integer(float_model: bytes, calibration: dict[str, Any], activation_bits: int = 8) -> bytes:
-    return _quantize(float_model, full_integer_recipe(float_model, activation_bits), calibration)
+def quantize_full_integer(float_model: bytes, calibration: dict[str, Any], fc_input_bits: int = 16) -> bytes:
+    return _quantize(float_model, full_integer_recipe(fc_input_bits), calibration)
 
 
 def quantize_for_xnnpack(float_model: bytes, calibration: dict[str, Any]) -> bytes:
@@ -243,23 +250,23 @@ def _float_runner(model_bytes: bytes, signature: str):
     return lambda **inputs: runner(**inputs)
 
 
-def _calibrate_encoder(encoder: bytes, images: list, size: int, ranges: "dict[str, tuple[float, float]] | None" = None,
-                       activation_bits: int = 8) -> tuple[list, Any]:
-    """(encoder samples, their calibrated ranges); the pixel input gets its fixed range (PIXEL_RANGES)."""
+def _calibrate_encoder(encoder: bytes, images: list, size: int,
+                       ranges: "dict[str, tuple[float, float]] | None" = None) -> tuple[list, Any]:
+    """(encoder samples, their calibrated ranges); the pixel input gets its fixed range (PIXEL_RANGE)."""
     from .litert_calibration import encoder_samples
 
     samples = encoder_samples(images, size)
     input_name = _signature_details(encoder, ENCODER_SIGNATURE)["inputs"][ENCODER_INPUT]["tensor"]
-    pixels = {input_name: PIXEL_RANGES[activation_bits]}
+    pixels = {input_name: PIXEL_RANGE}
     return samples, calibrate(encoder, {ENCODER_SIGNATURE: samples}, {**pixels, **(ranges or {})})
 
 
 def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: ConvertConfig, progress,
                      scales: "ScalesFile | None" = None) -> tuple[bytes, bytes, "ScalesReport | None"]:
-    """Full-integer models (w8a8, or w8a16: every activation int16); with TinySAM PTQ scales (w8a8), their
-    weight grids and activation ranges replace the calibrated ones wherever the graph holds the op
-    (checked on the quantized graphs), and a report."""
-    bits = ACTIVATION_BITS[config.precision]
+    """Full-integer models (w8a8: int8 at the encoder's fully-connected inputs, or w8a16); with TinySAM PTQ
+    scales (w8a8), their weight grids replace the calibrated ones wherever the graph holds the op, and their
+    ranges those of the int8 activations (checked on the quantized graphs), with a report."""
+    fc_bits = FC_INPUT_BITS[config.precision]
     from .litert_calibration import calibration_images, decoder_samples
 
     size = model.config.img_size
@@ -267,13 +274,14 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
     if scales is not None:
         progress("placing the PTQ scales in the LiteRT graphs")
         report = ScalesReport("LiteRT")
-        plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report),
-                 litert_scales.plan_graph(decoder, FeaturePromptDecoder(model), scales, size, report))
+        int8_inputs = frozenset({"FULLY_CONNECTED"} if fc_bits == 8 else ())
+        plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report, int8_inputs),
+                 litert_scales.plan_graph(decoder, FeaturePromptDecoder(model), scales, size, report, frozenset()))
         report.check_complete(scales)
     progress("calibrating the encoder")
     images = calibration_images(config, size)
-    enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges, bits)
-    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges), bits)
+    enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges)
+    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges), fc_bits)
     progress("calibrating the decoder")
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
@@ -290,11 +298,11 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
     ranges = input_ranges(decoder, samples)
     for signature in decoder_signatures(config):
         inputs = _signature_details(decoder, signature)["inputs"]
-        ranges.update({inputs["point_labels"]["tensor"]: LABEL_RANGES[bits],
+        ranges.update({inputs["point_labels"]["tensor"]: LABEL_RANGE,
                        inputs["has_mask_input"]["tensor"]: HAS_MASK_RANGE})
     ranges.update(plans[1].activation_ranges)
     with litert_scales.quiet_shared_buffer_rewrites():
-        decoder_q = quantize_full_integer(decoder, plans[1].apply(calibrate(decoder, samples, ranges)), bits)
+        decoder_q = quantize_full_integer(decoder, plans[1].apply(calibrate(decoder, samples, ranges)))
     for quantized, plan in zip((encoder_q, decoder_q), plans):
         litert_scales.verify(quantized, plan)
     return encoder_q, decoder_q, report
@@ -357,13 +365,13 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         elif config.precision == "int8":
             progress("quantizing weights to int8")
             encoder, decoder = (_quantize(m, int8_recipe()) for m in (encoder, decoder))
-        elif config.precision in ACTIVATION_BITS:
+        elif config.precision in FC_INPUT_BITS:
             encoder, decoder, report = quantize_integer(encoder, decoder, model, config, progress, scales)
         elif config.precision == "int8-xnnpack":
             encoder, decoder = quantize_int8_xnnpack(encoder, decoder, model, config, progress)
         (work_dir / ENCODER_FILE).write_bytes(encoder)
         (work_dir / DECODER_FILE).write_bytes(decoder)
-        if config.precision in ACTIVATION_BITS:
+        if config.precision in FC_INPUT_BITS:
             progress("checking that every op is integer")
             for name in (ENCODER_FILE, DECODER_FILE):
                 accelerators.check_integer_only(work_dir / name)
@@ -386,7 +394,7 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         work_dir, target="tflite", precision=config.precision, checkpoint_sha256=checkpoint_sha256,
         img_size=model.config.img_size, artifacts=artifacts,
         encoder_input={"name": ENCODER_INPUT, "layout": "NHWC (1, S, S, 3)", "values": "RGB pixels 0-255 (float, or "
-                       "int8 / int16 with the listed scale / zero point for w8a8, int8-xnnpack / w8a16); pad "
+                       "int16 with the listed scale / zero point for w8a8 and w8a16); pad "
                        "bottom/right with pixel_mean; normalisation happens inside the model"},
         decoder={"signatures": {**{token_signature(t): f"1 prompt of exactly {t} tokens" for t in token_counts(config)},
                                 BATCH_SIGNATURE: f"{config.everything_batch} prompts x {EVERYTHING_POINTS} tokens "
@@ -394,7 +402,8 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                  "outputs": list(DECODER_OUTPUTS),
                  **({POINT_FEATURES: {"replaces": "point_coords", "gaussian_matrix": gaussian_matrix(model).tolist(),
                                       "formula": POINT_FEATURES_FORMULA}}
-                    if config.precision in ACTIVATION_BITS else {})},
+                    if config.precision in FC_INPUT_BITS else {})},
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
+        **({"quantization": QUANTIZATION_METHODS[config.precision]} if config.precision in FC_INPUT_BITS else {}),
         **({"ptq_scales": manifest_record(Path(config.scales), scales, report)} if report is not None else {}),
     )

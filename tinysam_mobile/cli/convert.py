@@ -20,12 +20,13 @@ def convert(
     target: str = typer.Option(..., "--target", "-t", help="tflite (LiteRT, Android), coreml (ML Program, iOS), "
                                "onnx (ONNX Runtime Mobile) or executorch (.pte programs).", show_default=False),
     precision: str = typer.Option(
-        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (full integer) | w8a16 (full integer, int16 "
+        "fp32", "--precision", help="tflite: fp32 | fp16 | int8 (weights) | w8a8 (integer-only: int8 weights, int8 "
+        "activations at the encoder's fully-connected inputs, int16 elsewhere) | w8a16 (integer-only, int16 "
         "activations) | int8-xnnpack "
         "(static int8 for XNNPACK's integer kernels: the encoder's fully-connected layers and neck, the rest float). "
         "coreml: fp16 | fp32 | int8 | palettize4 | palettize6 | palettize8 | w8a8. onnx: fp32 | int8. "
-        "executorch: fp32 | int8 (weights; dynamic int8 linear layers and neck, the rest float) | w8a8 (static "
-        "int8 everywhere XNNPACK takes it) (--backend xnnpack), fp16 (--backend coreml)."),
+        "executorch: fp32 | int8 (dynamic int8 linear layers, the rest float) | w8a8 (static int8 linear layers "
+        "and encoder neck, the rest float) (--backend xnnpack), fp16 (--backend coreml)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="executorch only: the delegate the programs are "
                                           "lowered to, xnnpack (default; CPUs) or coreml (Apple devices).",
                                           show_default=False),

@@ -1,7 +1,7 @@
 """LiteRT runner: the artifacts of `convert --target tflite` through ai-edge-litert's Interpreter.
 
 Delegates: 'cpu' runs on XNNPACK (what Android's CPU path uses); 'npu-emulation' runs LiteRT's
-reference kernels, the closest CPU stand-in for an int8-only NPU, and first refuses any model that
+reference kernels, the closest CPU stand-in for an integer-only NPU, and first refuses any model that
 still computes in floating point. Quantized inputs and outputs are converted with their scale and
 zero point, so callers always see float32.
 """
@@ -23,7 +23,7 @@ DELEGATES = ("cpu", "npu-emulation")
 
 
 class _Signature:
-    """One signature runner with float <-> int8 conversion at its edges."""
+    """One signature runner with float <-> integer (int8, int16) conversion at its edges."""
 
     def __init__(self, interpreter, name: str) -> None:
         self.runner = interpreter.get_signature_runner(name)

@@ -20,7 +20,7 @@ enum class Accelerator { CPU, GPU, NPU }
 
 /**
  * One signature of an interpreter with float arrays in and out: each tensor is fed and read as the
- * manifest lists it, float32 as is, int8 (w8a8) or int16 (w8a16) quantized with its scale and zero point.
+ * manifest lists it, float32 as is, int8 or int16 (w8a8, w8a16) quantized with its scale and zero point.
  */
 private class SignatureRunner(private val interpreter: Interpreter, val signature: Signature) {
     fun run(inputs: Map<String, FloatArray>): Map<String, FloatArray> {
