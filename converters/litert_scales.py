@@ -99,11 +99,11 @@ class _Graph:
     def shape(self, tensor: int) -> tuple[int, ...]:
         return tuple(int(d) for d in self.subgraph.tensors[tensor].shape)
 
-    def range_source(self, tensor: int) -> tuple[int, str]:
-        """(the tensor whose calibrated range the quantizer gives `tensor`, the op producing it or '')."""
+    def range_source(self, tensor: int) -> int:
+        """The tensor whose calibrated range the quantizer gives `tensor`."""
         while tensor in self.producer and self.op_names[self.producer[tensor]] in SAME_RANGE_OPS:
             tensor = self.subgraph.operators[self.producer[tensor]].inputs[0]
-        return tensor, self.op_names[self.producer[tensor]] if tensor in self.producer else ""
+        return tensor
 
 
 @dataclass
@@ -193,7 +193,7 @@ def _plan_signature(graph: _Graph, traced: Trace, model: nn.Module, scales: Scal
             tensor = op.inputs[weight_input]
             plan.weight_scales[graph.name(tensor)] = (folded_scale, axis, len(graph.shape(tensor)))
             if graph.op_names[i] in int8_inputs:
-                sources.setdefault(graph.range_source(op.inputs[activation_input])[0], []).append(
+                sources.setdefault(graph.range_source(op.inputs[activation_input]), []).append(
                     (name, op.inputs[activation_input]))
             else:
                 report.activations_16_bit.add((name, "input"))
@@ -229,7 +229,8 @@ def _text(value: "str | bytes") -> str:
 def plan_graph(float_model: bytes, wrapper: nn.Module, scales: ScalesFile, img_size: int,
                report: ScalesReport, int8_inputs: frozenset) -> GraphPlan:
     """The plan for one flatbuffer, every signature of it running `wrapper`; int8_inputs: the layer ops
-    (LAYER_OPS) whose input the recipe quantizes to int8, the others' inputs being int16."""
+    (LAYER_OPS) whose input the recipe quantizes to int8 (tflite.INT8_ENCODER_OPS), the others' inputs
+    being int16."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
     model = fb.read_model(bytearray(float_model))
@@ -262,22 +263,16 @@ def verify(quantized: bytes, plan: GraphPlan) -> None:
             raise TinySamError(f"LiteRT tensors {', '.join(fb.get_tensor_name(t) for t in shared)} share "
                                "one buffer but not one scale")
 
-    def quantization(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    def quantization(name: str, int8_read: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(scale, zero point) of the tensors named `name`; int8_read: of the int8 tensors an op reads as
+        `name` (the tensor itself, or the quantizer's int8 copy of it where an int16 op produces it)."""
+        names, int8 = ((name, name + REQUANTIZED_SUFFIX) if int8_read else (name,)), fb.TENSOR_TYPE_TO_CODE["INT8"]
         found = [(np.asarray(t.quantization.scale), np.asarray(t.quantization.zeroPoint))
-                 for t in tensors.get(name, []) if t.quantization is not None and t.quantization.scale is not None]
+                 for n in names for t in tensors.get(n, []) if (t.type == int8 or not int8_read)
+                 and t.quantization is not None and t.quantization.scale is not None]
         if not found:
-            raise TinySamError(f"LiteRT quantization left {name!r} without integer parameters")
-        return found
-
-    def int8_quantization(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The int8 tensors an op reads as `name`: the tensor itself, or the quantizer's int8 copy of it
-        where an int16 op produces it."""
-        int8 = fb.TENSOR_TYPE_TO_CODE["INT8"]
-        found = [(np.asarray(t.quantization.scale), np.asarray(t.quantization.zeroPoint))
-                 for n in (name, name + REQUANTIZED_SUFFIX) for t in tensors.get(n, [])
-                 if t.type == int8 and t.quantization is not None and t.quantization.scale is not None]
-        if not found:
-            raise TinySamError(f"LiteRT quantization left no int8 tensor for the op input {name!r}")
+            raise TinySamError(f"LiteRT quantization left {name!r} without {'int8' if int8_read else 'integer'} "
+                               "parameters")
         return found
 
     for name, (scale, _, _) in plan.weight_scales.items():
@@ -286,7 +281,7 @@ def verify(quantized: bytes, plan: GraphPlan) -> None:
                 raise TinySamError(f"the int8 weight scales of {name!r} are not the PTQ scales")
     for name, source in plan.input_checks.items():
         want_scale, want_zero = activation_params(*plan.activation_ranges[source])
-        for got_scale, got_zero in int8_quantization(name):
+        for got_scale, got_zero in quantization(name, int8_read=True):
             if not (np.allclose(got_scale, want_scale, rtol=SCALE_TOLERANCE, atol=0) and np.all(got_zero == want_zero)):
                 raise TinySamError(f"the quantized range of {name!r} is not the PTQ range")
 

@@ -37,11 +37,12 @@ from .manifest import artifact_record, prompt_tokens, write_manifest
 from .ptq_placement import ScalesReport, check_entries, manifest_record
 
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "w8a16", "int8-xnnpack")
-# The full-integer precisions, by the activation bits at the encoder's fully-connected inputs; every other
-# activation is int16 (symmetric, zero point 0). A one-off sweep of the demo model (one op group's
-# activations int16 at a time, docs/runtimes-and-benchmarks.md) kept 0.977 mask IoU with only those inputs
-# int8 and 0.633-0.841 with int8 on other groups too; the decoder's image softmax needs int16 as well.
-FC_INPUT_BITS = {"w8a8": 8, "w8a16": 16}
+# The full-integer precisions, by the encoder ops (ai-edge-quantizer's names) whose activations are int8;
+# every other activation is int16 (symmetric, zero point 0). A one-off sweep of the demo model (one op
+# group's activations int16 at a time, docs/runtimes-and-benchmarks.md) kept 0.977 mask IoU with only the
+# fully-connected inputs int8 and 0.633-0.841 with int8 on other groups too; the decoder's image softmax
+# needs int16 as well, so the decoder has none.
+INT8_ENCODER_OPS = {"w8a8": frozenset({"FULLY_CONNECTED"}), "w8a16": frozenset()}
 ENCODER_FILE = "encoder.tflite"
 DECODER_FILE = "decoder.tflite"
 GPU_REPORT_FILE = "gpu_compatibility.txt"
@@ -92,7 +93,7 @@ def export_float(model: TinySam, config: ConvertConfig, checkpoint_sha256: str, 
     import litert_torch
 
     size = model.config.img_size
-    features = config.precision in FC_INPUT_BITS
+    features = config.precision in INT8_ENCODER_OPS
     key = (checkpoint_sha256, size, config.max_tokens, config.everything_batch)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         if (*key, ENCODER_FILE) not in _float_exports:
@@ -157,22 +158,22 @@ def int8_recipe() -> list:
     return recipe.dynamic_wi8_afp32() + [_float_rule(regex, op) for regex, op in INT8_FLOAT_OPS]
 
 
-def full_integer_recipe(fc_input_bits: int) -> list:
-    """static_wi8_ai16 (TFLite's 16x8 kernels: int16 activations, int8 weights), with fc_input_bits-bit
-    activations at every FULLY_CONNECTED op (ai-edge-quantizer requantizes between the two widths). int16
+def full_integer_recipe(int8_ops: frozenset = frozenset()) -> list:
+    """static_wi8_ai16 (TFLite's 16x8 kernels: int16 activations, int8 weights), with int8 activations at
+    every op named in int8_ops (ai-edge-quantizer requantizes between the two widths). int16
     holds the decoder's softmax over the 4,096 image positions, whose int8 output (step 1/256) rounds every
     weight of a spread-out row to 0."""
     from ai_edge_quantizer import recipe_manager
 
     manager = recipe_manager.RecipeManager()
     manager.add_static_config(".*", "*", activation_num_bits=16, weight_num_bits=8)
-    if fc_input_bits != 16:
-        manager.add_static_config(".*", "FULLY_CONNECTED", activation_num_bits=fc_input_bits, weight_num_bits=8)
+    for op_name in sorted(int8_ops):
+        manager.add_static_config(".*", op_name, activation_num_bits=8, weight_num_bits=8)
     return manager.get_quantization_recipe()
 
 
-def quantize_full_integer(float_model: bytes, calibration: dict[str, Any], fc_input_bits: int = 16) -> bytes:
-    return _quantize(float_model, full_integer_recipe(fc_input_bits), calibration)
+def quantize_full_integer(float_model: bytes, calibration: dict[str, Any], int8_ops: frozenset = frozenset()) -> bytes:
+    return _quantize(float_model, full_integer_recipe(int8_ops), calibration)
 
 
 def quantize_for_xnnpack(float_model: bytes, calibration: dict[str, Any]) -> bytes:
@@ -266,7 +267,7 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
     """Full-integer models (w8a8: int8 at the encoder's fully-connected inputs, or w8a16); with TinySAM PTQ
     scales (w8a8), their weight grids replace the calibrated ones wherever the graph holds the op, and their
     ranges those of the int8 activations (checked on the quantized graphs), with a report."""
-    fc_bits = FC_INPUT_BITS[config.precision]
+    int8_ops = INT8_ENCODER_OPS[config.precision]
     from .litert_calibration import calibration_images, decoder_samples
 
     size = model.config.img_size
@@ -274,14 +275,13 @@ def quantize_integer(encoder: bytes, decoder: bytes, model: TinySam, config: Con
     if scales is not None:
         progress("placing the PTQ scales in the LiteRT graphs")
         report = ScalesReport("LiteRT")
-        int8_inputs = frozenset({"FULLY_CONNECTED"} if fc_bits == 8 else ())
-        plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report, int8_inputs),
+        plans = (litert_scales.plan_graph(encoder, PixelEncoder(model), scales, size, report, int8_ops),
                  litert_scales.plan_graph(decoder, FeaturePromptDecoder(model), scales, size, report, frozenset()))
         report.check_complete(scales)
     progress("calibrating the encoder")
     images = calibration_images(config, size)
     enc_samples, enc_ranges = _calibrate_encoder(encoder, images, size, plans[0].activation_ranges)
-    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges), fc_bits)
+    encoder_q = quantize_full_integer(encoder, plans[0].apply(enc_ranges), int8_ops)
     progress("calibrating the decoder")
     encode = _float_runner(encoder, ENCODER_SIGNATURE)
     embeddings = [next(iter(encode(**s).values())) for s in enc_samples]
@@ -365,13 +365,13 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
         elif config.precision == "int8":
             progress("quantizing weights to int8")
             encoder, decoder = (_quantize(m, int8_recipe()) for m in (encoder, decoder))
-        elif config.precision in FC_INPUT_BITS:
+        elif config.precision in INT8_ENCODER_OPS:
             encoder, decoder, report = quantize_integer(encoder, decoder, model, config, progress, scales)
         elif config.precision == "int8-xnnpack":
             encoder, decoder = quantize_int8_xnnpack(encoder, decoder, model, config, progress)
         (work_dir / ENCODER_FILE).write_bytes(encoder)
         (work_dir / DECODER_FILE).write_bytes(decoder)
-        if config.precision in FC_INPUT_BITS:
+        if config.precision in INT8_ENCODER_OPS:
             progress("checking that every op is integer")
             for name in (ENCODER_FILE, DECODER_FILE):
                 accelerators.check_integer_only(work_dir / name)
@@ -402,8 +402,8 @@ def convert(model: TinySam, config: ConvertConfig, work_dir: Path, checkpoint_sh
                  "outputs": list(DECODER_OUTPUTS),
                  **({POINT_FEATURES: {"replaces": "point_coords", "gaussian_matrix": gaussian_matrix(model).tolist(),
                                       "formula": POINT_FEATURES_FORMULA}}
-                    if config.precision in FC_INPUT_BITS else {})},
+                    if config.precision in INT8_ENCODER_OPS else {})},
         prompt_tokens=prompt_tokens(token_counts(config)), everything_batch=config.everything_batch,
-        **({"quantization": QUANTIZATION_METHODS[config.precision]} if config.precision in FC_INPUT_BITS else {}),
+        **({"quantization": QUANTIZATION_METHODS[config.precision]} if config.precision in INT8_ENCODER_OPS else {}),
         **({"ptq_scales": manifest_record(Path(config.scales), scales, report)} if report is not None else {}),
     )
