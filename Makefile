@@ -29,8 +29,11 @@ kotlin-deps:
 	@command -v kotlinc >/dev/null && [ -f /usr/share/java/junit4.jar ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin junit4; }
 
+# Two pytest-xdist workers, one per core: most of the suite's time is single-threaded conversion work
+# (export, lowering, quantization). tests/conftest.py keeps the files that share an expensive fixture together.
+TEST_WORKERS ?= 2
 test: install kotlin-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The CPU recipe that trained the embedded demo model, as the time slices it ran in (2 cores; each line
 # resumes $(TRAIN)/state.pt, so rerunning continues an interrupted run). Slice 1: 256 px on easy scenes

@@ -7,8 +7,23 @@ import numpy as np
 import pytest
 import torch
 
-# Two cores in CI: keep torch from oversubscribing them.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores in CI, shared by the pytest-xdist workers (`make test` runs two): keep torch from
+# oversubscribing them.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // WORKERS))
+
+# Files whose tests share a session fixture that is expensive to build (full-size conversions, the golden
+# vectors) run on one xdist worker (`--dist loadgroup`), so each fixture is built once per suite, as in a
+# serial run; every other file is its own group, so its module fixtures are built once too.
+SHARED_FIXTURE_GROUPS = {"test_mil_models.py": "test_coreml.py", "test_validate.py": "test_tflite.py",
+                         "test_kotlin_glue.py": "test_swift_glue.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(item.path.name, item.path.name)))
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
